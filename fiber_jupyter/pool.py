@@ -1,0 +1,269 @@
+"""``fiber_jupyter.Pool``: an elastic, crash-proof drop-in for ``multiprocessing.Pool``.
+
+Every call (``apply``, ``map``, ``imap``, ``starmap`` and their async forms) goes
+through one path: the function is pickled once, the input is consumed in the
+caller's thread, and a :class:`~fiber_jupyter.jobs.Job` is handed to the
+scheduler's I/O thread (:mod:`fiber_jupyter.scheduler`), which batches it out to
+workers and feeds results back to the returned AsyncResult or iterator.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import numbers
+import threading
+import warnings
+import weakref
+from typing import Any, Callable, Iterable, List, Optional, Tuple
+
+from . import serialization
+from .errors import BrokenPoolError, PoolSizeError, PoolStateError, TaskCancelled
+from .events import EventStream
+from .jobs import Job
+from .notifier import Notifier
+from .outcomes import CallMode
+from .results import AsyncResult, IMapIterator
+from .scheduler import PoolState, PoolStatus, Scheduler, SchedulerConfig
+from .backends import backend_class
+
+_pool_numbers = itertools.count(1)
+_job_ids = itertools.count()
+
+
+class _ApiState(enum.Enum):
+    RUN = "RUN"
+    CLOSE = "CLOSE"
+    TERMINATE = "TERMINATE"
+
+
+def _positive_int(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise PoolSizeError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Pool:
+    """A pool of worker processes, local or remote, that grows, shrinks and heals.
+
+    Parameters follow :class:`multiprocessing.pool.Pool`; the keyword-only ones
+    are ours:
+
+    - ``backend``: where workers run, ``"local"`` (default) or another backend.
+    - ``name``: shown in events, widgets and logs.
+    - ``max_retries``: how often a task may lose its worker (crash, kill, hang)
+      before it fails with :class:`~fiber_jupyter.WorkerLostError`.
+    - ``heartbeat_timeout``: seconds of silence after which a worker counts as
+      hung (for example SIGSTOPped) and is replaced.
+    - ``start_timeout``: seconds a new worker may take to connect.
+    """
+
+    def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable] = None,
+                 initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None, *,
+                 backend: Optional[str] = None, name: Optional[str] = None,
+                 max_retries: int = 3, heartbeat_timeout: float = 30.0,
+                 start_timeout: float = 60.0) -> None:
+        if processes is not None:
+            processes = _positive_int("processes", processes)
+        if maxtasksperchild is not None:
+            maxtasksperchild = _positive_int("maxtasksperchild", maxtasksperchild)
+        if initializer is not None and not callable(initializer):
+            raise TypeError(f"initializer must be callable, got {initializer!r}")
+        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+            raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+        for label, seconds in (("heartbeat_timeout", heartbeat_timeout),
+                               ("start_timeout", start_timeout)):
+            if not isinstance(seconds, numbers.Real) or seconds <= 0:
+                raise ValueError(f"{label} must be a positive number of seconds, got {seconds!r}")
+        self.name = name or f"pool-{next(_pool_numbers)}"
+        self.events = EventStream()
+        self._notifier = Notifier(self.name)
+        init = serialization.dumps_inline((initializer, tuple(initargs))) if initializer else None
+        config = SchedulerConfig(self.name, backend_class(backend), processes, init,
+                                 maxtasksperchild, max_retries, float(heartbeat_timeout),
+                                 float(start_timeout))
+        self._scheduler = Scheduler(config, self.events, self._notifier.post)
+        self._state = _ApiState.RUN
+        self._scheduler.start()
+        self._finalizer = weakref.finalize(self, _shut_down, self._scheduler, self._notifier)
+
+    # Introspection -----------------------------------------------------------
+
+    @property
+    def backend(self) -> str:
+        return self._scheduler.config.backend.name
+
+    def status(self) -> PoolStatus:
+        """Counts of workers and tasks, as of the scheduler's last turn (cheap)."""
+        return self._scheduler.status
+
+    def __repr__(self) -> str:
+        status = self.status()
+        return (f"<fiber_jupyter.Pool name={self.name!r} state={self._state.value} "
+                f"backend={self.backend} target={status.target} live={status.live}>")
+
+    # Size --------------------------------------------------------------------
+
+    def scale(self, n: int) -> None:
+        """Set the target number of workers; the pool converges to it.
+
+        Safe from any thread, also while another thread is blocked in ``map``.
+        New workers take tasks as soon as they connect; surplus workers stop
+        idle ones first and finish what they hold.
+        """
+        n = _positive_int("pool size", n)
+        self._check_running()
+        self._scheduler.scale(n)
+
+    # Calls -------------------------------------------------------------------
+
+    def apply(self, func: Callable, args: Tuple = (), kwds: Optional[dict] = None) -> Any:
+        return self.apply_async(func, args, kwds).get()
+
+    def apply_async(self, func: Callable, args: Tuple = (), kwds: Optional[dict] = None,
+                    callback: Optional[Callable] = None,
+                    error_callback: Optional[Callable] = None) -> AsyncResult:
+        result = AsyncResult(1, True, callback, error_callback, self._notifier.post)
+        self._submit(func, [(tuple(args), dict(kwds or {}))], CallMode.APPLY, None, result)
+        return result
+
+    def map(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None) -> List:
+        return self.map_async(func, iterable, chunksize).get()
+
+    def map_async(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None,
+                  callback: Optional[Callable] = None,
+                  error_callback: Optional[Callable] = None) -> AsyncResult:
+        return self._map_async(func, iterable, chunksize, CallMode.ONE, callback, error_callback)
+
+    def starmap(self, func: Callable, iterable: Iterable,
+                chunksize: Optional[int] = None) -> List:
+        return self.starmap_async(func, iterable, chunksize).get()
+
+    def starmap_async(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None,
+                      callback: Optional[Callable] = None,
+                      error_callback: Optional[Callable] = None) -> AsyncResult:
+        return self._map_async(func, iterable, chunksize, CallMode.STAR, callback, error_callback)
+
+    def imap(self, func: Callable, iterable: Iterable,
+             chunksize: Optional[int] = None) -> IMapIterator:
+        return self._imap(func, iterable, chunksize, ordered=True)
+
+    def imap_unordered(self, func: Callable, iterable: Iterable,
+                       chunksize: Optional[int] = None) -> IMapIterator:
+        return self._imap(func, iterable, chunksize, ordered=False)
+
+    def _map_async(self, func: Callable, iterable: Iterable, chunksize: Optional[int],
+                   mode: CallMode, callback: Optional[Callable],
+                   error_callback: Optional[Callable]) -> AsyncResult:
+        self._check_running()
+        chunksize = _optional_chunksize(chunksize)
+        items, input_error = _consume(iterable, chunksize)
+        result = AsyncResult(len(items), False, callback, error_callback, self._notifier.post)
+        if input_error is not None:
+            result._fail(input_error)
+            return result
+        self._submit(func, items, mode, chunksize, result)
+        return result
+
+    def _imap(self, func: Callable, iterable: Iterable, chunksize: Optional[int],
+              ordered: bool) -> IMapIterator:
+        self._check_running()
+        chunksize = _optional_chunksize(chunksize)
+        items, input_error = _consume(iterable, chunksize)
+        iterator = IMapIterator(len(items), ordered, input_error)
+        self._submit(func, items, CallMode.ONE, chunksize, iterator)
+        return iterator
+
+    def _submit(self, func: Callable, items: List[Any], mode: CallMode,
+                chunksize: Optional[int], sink: Any) -> None:
+        self._check_running()
+        if not callable(func):
+            raise TypeError(f"{func!r} is not callable")
+        job_id = next(_job_ids)
+        label = f"{_call_name(mode)}({getattr(func, '__qualname__', repr(func))})"
+        job = Job(job_id, label, serialization.dumps_inline(func), int(mode), items,
+                  chunksize, sink)
+        scheduler = self._scheduler  # not self: a pending result must not keep the pool alive
+        sink._on_cancel(lambda: _cancelled(scheduler, job_id, label))
+        scheduler.submit(job)
+
+    # Lifecycle ---------------------------------------------------------------
+
+    def _check_running(self) -> None:
+        if self._state is not _ApiState.RUN:
+            raise PoolStateError(f"Pool not running: {self.name} is {self._state.value}")
+        if self._scheduler.state is PoolState.BROKEN:
+            raise BrokenPoolError(f"pool {self.name} is broken: {self._scheduler.broken_reason}")
+
+    def close(self) -> None:
+        """Take no more work; workers exit once everything submitted is done."""
+        if self._state is _ApiState.RUN:
+            self._state = _ApiState.CLOSE
+            self._scheduler.close()
+
+    def terminate(self) -> None:
+        """Stop now: kill every worker and fail every pending call."""
+        self._state = _ApiState.TERMINATE
+        self._finalizer()
+
+    def join(self) -> None:
+        """Wait until the workers have exited, after ``close()`` or ``terminate()``."""
+        if self._state is _ApiState.RUN:
+            raise PoolStateError("Pool is still running: call close() or terminate() first")
+        self._scheduler.join()
+        self._notifier.close()
+
+    def __enter__(self) -> "Pool":
+        self._check_running()
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.terminate()
+
+    def __reduce__(self):
+        raise NotImplementedError("pool objects cannot be passed between processes or pickled")
+
+    def __del__(self) -> None:
+        if getattr(self, "_state", None) is _ApiState.RUN:
+            warnings.warn(f"unclosed running fiber_jupyter pool {self.name}", ResourceWarning,
+                          source=self)
+
+
+def _shut_down(scheduler: Scheduler, notifier: Notifier) -> None:
+    """Terminate a pool's scheduler (on terminate, garbage collection or exit)."""
+    scheduler.terminate()
+    if threading.current_thread() is not scheduler:
+        scheduler.join()
+    notifier.close()
+
+
+def _optional_chunksize(chunksize: Optional[int]) -> Optional[int]:
+    return None if chunksize is None else _positive_int("chunksize", chunksize)
+
+
+def _consume(iterable: Iterable, chunksize: Optional[int]) -> Tuple[List[Any], Optional[BaseException]]:
+    """Read the input in the caller's thread; an error ends it like CPython's pool.
+
+    The items before the failing one are kept, rounded down to whole chunks
+    when the caller fixed ``chunksize`` (the failing chunk is not run).
+    """
+    items: List[Any] = []
+    try:
+        for item in iterable:
+            items.append(item)
+    except Exception as exc:
+        if chunksize:
+            del items[len(items) - len(items) % chunksize:]
+        return items, exc
+    return items, None
+
+
+def _cancelled(scheduler: Scheduler, job_id: int, label: str) -> BaseException:
+    description = scheduler.cancel(job_id)
+    return TaskCancelled(description or f"interrupted while waiting for {label}")
+
+
+def _call_name(mode: CallMode) -> str:
+    if mode is CallMode.APPLY:
+        return "apply"
+    return "starmap" if mode is CallMode.STAR else "map"

@@ -1,0 +1,145 @@
+"""The wire format between the master (the notebook's pool) and its workers.
+
+Every message is one ZeroMQ multipart message::
+
+    [kind, header, *body]
+
+- ``kind``: one byte naming the message type (the ``KIND`` of each class below).
+- ``header``: the message's fields, pickled as a plain tuple.
+- ``body``: payload frames. ``Run`` carries ``[function, arguments, *buffers]``
+  and ``Done`` carries ``[results, *buffers]``; ``buffers`` are the pickle
+  protocol-5 out-of-band buffers, so arrays are never copied into a stream.
+
+The master's ROUTER socket prepends the worker's identity on receipt and strips
+it on send; that identity is the worker id the master assigned at launch.
+
+Trust: nothing is decoded before ZeroMQ has authenticated the connection (the
+ZAP handshake in :mod:`fiber_jupyter.security`). A peer without the pool's
+secret never completes it, so none of its frames reach :func:`decode`.
+
+Master to worker: Welcome (reply to Hello, carries the initializer), Run,
+Cancel, Stop. Worker to master: Hello, Ready (initializer done or failed),
+Done, Heartbeat.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Type
+
+# A worker's second connection (heartbeats, cancels) uses its id plus this.
+CONTROL_SUFFIX = "/control"
+
+# Bumped whenever a message changes shape; a worker of another version is
+# refused at Hello with a message naming both versions.
+PROTOCOL_VERSION = 1
+
+
+class Hello(NamedTuple):
+    """First message of a worker: who it is."""
+
+    worker_id: str
+    pid: int
+    host: str
+    protocol: int
+    KIND = b"H"
+
+
+class Welcome(NamedTuple):
+    """The master accepts a worker; the pickled initializer runs before any task."""
+
+    initializer: Optional[bytes]
+    KIND = b"W"
+
+
+class Ready(NamedTuple):
+    """The worker ran its initializer; ``error`` is its traceback if it raised."""
+
+    error: Optional[str]
+    KIND = b"Y"
+
+
+class Run(NamedTuple):
+    """Run a batch of job ``job_id``'s items, called as ``mode`` (a CallMode) says.
+
+    ``function_included`` says whether body frame 0 holds the job's pickled
+    function (sent once per worker per job) or is empty. ``forget`` lists jobs
+    whose functions the worker may drop from its cache.
+    """
+
+    batch_id: int
+    job_id: int
+    mode: int
+    function_included: bool
+    forget: Tuple[int, ...]
+    KIND = b"R"
+
+
+class Done(NamedTuple):
+    """A batch finished: ``count`` outcomes, ``errors`` of them exceptions.
+
+    ``seconds`` is the time spent inside the user's function, which the
+    master's chunking policy uses to size the next batches.
+    """
+
+    batch_id: int
+    count: int
+    errors: int
+    seconds: float
+    KIND = b"D"
+
+
+class Heartbeat(NamedTuple):
+    """The worker is alive (sent by its I/O thread, whatever the task does)."""
+
+    KIND = b"B"
+
+
+class Cancel(NamedTuple):
+    """Drop these batches if queued; interrupt the one running if it is listed."""
+
+    batch_ids: Tuple[int, ...]
+    KIND = b"C"
+
+
+class Stop(NamedTuple):
+    """Exit cleanly after the batches already received."""
+
+    KIND = b"S"
+
+
+MESSAGE_TYPES: Dict[bytes, Type[Any]] = {
+    cls.KIND: cls for cls in (Hello, Welcome, Ready, Run, Done, Heartbeat, Cancel, Stop)
+}
+
+
+class ProtocolError(Exception):
+    """An authenticated peer sent frames that are not a message of this version."""
+
+
+def encode(message: Any, body: Sequence[Any] = ()) -> List[Any]:
+    """Frames for ``message`` followed by its body frames."""
+    return [message.KIND, pickle.dumps(tuple(message), protocol=5), *body]
+
+
+def decode(frames: Sequence[Any]) -> Tuple[Any, List[Any]]:
+    """Inverse of :func:`encode`: the message and its body frames.
+
+    Accepts ``bytes`` or ``zmq.Frame`` objects (the body keeps its type, so
+    payloads stay zero-copy).
+    """
+    if len(frames) < 2:
+        raise ProtocolError(f"expected at least 2 frames, got {len(frames)}")
+    kind, header, *body = frames
+    cls = MESSAGE_TYPES.get(_as_bytes(kind))
+    if cls is None:
+        raise ProtocolError(f"unknown message kind {_as_bytes(kind)[:8]!r}")
+    try:
+        fields = pickle.loads(_as_bytes(header))
+        return cls(*fields), body
+    except Exception as exc:
+        raise ProtocolError(f"malformed {cls.__name__} header: {exc}") from exc
+
+
+def _as_bytes(frame: Any) -> bytes:
+    return frame if isinstance(frame, bytes) else frame.bytes

@@ -1,0 +1,713 @@
+"""The master's I/O thread: the one owner of the pool's sockets and state.
+
+::
+
+    user threads ──Pool API──▶ commands (queue + wakeup pipe) ─┐
+    backend thread ──worker exits──────────────────────────────┤
+                                                               ▼
+              ┌──────────────────── Scheduler.run(): one poll over ──────────────┐
+              │  ZAP socket (authenticate)  wakeup pipe (commands)  ROUTER (workers)
+              │  then: check heartbeats → reconcile size → dispatch → progress    │
+              └───────┬────────────────────────┬─────────────────────┬──────────┘
+          Run/Cancel/Stop ▼        finished batches ▼         events ▼
+        workers (DEALER, one per process)   AsyncResult / IMapIterator   notifier thread
+                                            (unpickled by the caller)    → subscribers, callbacks
+
+- **User threads** never touch a socket. ``submit``, ``scale``, ``cancel``,
+  ``close`` and ``terminate`` put a command on a queue and write a byte to the
+  wakeup pipe (CPython's ``_ThreadWakeup`` pattern).
+- **The backend** reports worker exits through the same command queue.
+- **The I/O thread** reads commands and worker messages, and after each wakeup
+  runs the same few verbs: check heartbeats, reconcile the worker count with
+  the target, hand batches to workers with free credit, report progress.
+  Anything unexpected breaks the pool loudly (every waiter gets the error)
+  rather than leaving callers waiting on a dead thread.
+- **Lost work takes the normal path**: a lost worker's batches go back to the
+  queue with the exit recorded, and come back as results or, after
+  ``max_retries`` losses, as a :class:`WorkerLostError` for those tasks.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import itertools
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Deque, Dict, Optional, Type
+
+import zmq
+
+from . import protocol, security
+from .backends import Backend, WorkerExit, WorkerLaunch
+from .errors import (BrokenPoolError, InitializerError, PoolTerminatedError, TaskCancelled,
+                     WorkerLostError)
+from .events import (EventStream, PoolEvent, Progress, Scaled, TaskRetried, TasksFailed, WorkerLost,
+                     WorkerReady, WorkerStarting, WorkerStopped)
+from .jobs import Batch, BatchState, Job
+from .results import Chunk
+from .workers import WorkerRecord, WorkerState, WorkerTable, choose_workers_to_stop
+
+log = logging.getLogger(__name__)
+
+# Messages read from the ROUTER per wakeup before commands and dispatch get a
+# turn; bounds how long a flood of results can delay a scale or cancel.
+RECEIVE_BATCH = 256
+# Progress events per call are at most this often (plus one when it ends).
+PROGRESS_INTERVAL = 0.1
+# Workers that exit before connecting, in a row, before the pool gives up:
+# a bad interpreter or environment must not become an endless restart loop.
+MAX_START_FAILURES = 5
+
+
+class PoolState(enum.Enum):
+    RUNNING = "running"
+    CLOSING = "closing"  # finishing submitted work, then stopping workers
+    TERMINATING = "terminating"
+    BROKEN = "broken"
+    STOPPED = "stopped"
+
+
+@dataclass(frozen=True)
+class PoolStatus:
+    """A snapshot of the pool: ``target`` is wanted, ``live`` connected, ``pending`` starting."""
+
+    state: str
+    target: int
+    live: int
+    pending: int
+    busy: int
+    idle: int
+    lost: int
+    tasks_queued: int
+    tasks_running: int
+    tasks_done: int
+
+
+@dataclass(frozen=True)
+class SchedulerConfig:
+    name: str
+    backend: Type[Backend]
+    target: Optional[int]
+    initializer: Optional[bytes]
+    maxtasksperchild: Optional[int]
+    max_retries: int
+    heartbeat_timeout: float
+    start_timeout: float
+
+    @property
+    def heartbeat_interval(self) -> float:
+        return self.heartbeat_timeout / 6
+
+
+class _Reply:
+    """A one-shot answer from the I/O thread to a waiting user thread."""
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self.value: Any = None
+
+    def set(self, value: Any) -> None:
+        self.value = value
+        self._event.set()
+
+    def wait(self, timeout: float) -> Any:
+        return self.value if self._event.wait(timeout) else None
+
+
+@dataclass
+class _Submit:
+    job: Job
+
+
+@dataclass
+class _Scale:
+    target: int
+
+
+@dataclass
+class _Cancel:
+    job_id: int
+    reply: _Reply
+
+
+@dataclass
+class _Close:
+    pass
+
+
+@dataclass
+class _Terminate:
+    pass
+
+
+@dataclass
+class _WorkerEnded:
+    exit: WorkerExit
+
+
+class _Wakeup:
+    """A pipe the I/O thread polls; any thread may write to it, even after close."""
+
+    def __init__(self) -> None:
+        self.read_fd, self._write_fd = os.pipe()
+        os.set_blocking(self.read_fd, False)
+        os.set_blocking(self._write_fd, False)
+        # Guards against writing to a closed (and possibly reused) descriptor.
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def wake(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                os.write(self._write_fd, b"\0")
+            except BlockingIOError:
+                pass  # full pipe: a wakeup is already pending
+
+    def clear(self) -> None:
+        try:
+            while os.read(self.read_fd, 4096):
+                pass
+        except BlockingIOError:
+            pass  # drained
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            os.close(self.read_fd)
+            os.close(self._write_fd)
+
+
+class Scheduler(threading.Thread):
+    """Runs one pool: sockets, workers, batches, retries and events."""
+
+    def __init__(self, config: SchedulerConfig, events: EventStream,
+                 post: Callable[[Callable[[], None]], None]) -> None:
+        super().__init__(name=f"fiber-scheduler-{config.name}", daemon=True)
+        self.config = config
+        self._events = events
+        self._post = post
+        self._commands: "collections.deque[Any]" = collections.deque()
+        self._wakeup = _Wakeup()
+        self._context = zmq.Context()
+        self._secret = security.new_secret()
+        self._guard = security.ConnectionGuard(self._context, self._secret)
+        self._backend = config.backend(on_exit=self._worker_ended)
+        self._router = self._bind_router()
+        self._poller = zmq.Poller()
+        for readable in (self._guard.socket, self._wakeup.read_fd, self._router):
+            self._poller.register(readable, zmq.POLLIN)
+        self.state = PoolState.RUNNING
+        self.broken_reason: Optional[BaseException] = None
+        self._target = config.target if config.target is not None else self._backend.natural_size()
+        self._workers = WorkerTable()
+        self._worker_ids = itertools.count()
+        self._batch_ids = itertools.count()
+        # job id -> job, for calls not yet finished, in submission order.
+        self._jobs: Dict[int, Job] = {}
+        # Jobs with undispatched items, oldest first.
+        self._feeding: Deque[Job] = collections.deque()
+        # Batches of lost workers, waiting to be dispatched again.
+        self._retries: Deque[Batch] = collections.deque()
+        self._lost_total = 0
+        self._tasks_done = 0
+        self._start_failures = 0
+        self._reconcile_needed = True
+        self._next_heartbeat_check = time.monotonic() + config.heartbeat_interval
+        self._next_report = 0.0
+        self._target_changed = False
+        self._last_scaled: Optional[tuple] = None
+        self._command_handlers: Dict[type, Callable[[Any], None]] = {
+            _Submit: self._on_submit, _Scale: self._on_scale, _Cancel: self._on_cancel,
+            _Close: self._on_close, _Terminate: self._on_terminate,
+            _WorkerEnded: self._on_worker_ended,
+        }
+        self.status = self._snapshot()
+
+    def _bind_router(self) -> zmq.Socket:
+        router = self._context.socket(zmq.ROUTER)
+        router.router_mandatory = True  # an unroutable send raises instead of vanishing
+        router.sndhwm = router.rcvhwm = 0  # never drop: worker credit bounds the traffic
+        router.linger = 0
+        self._guard.protect(router)
+        router.bind_to_random_port(f"tcp://{self._backend.listen_host}")
+        return router
+
+    @property
+    def address(self) -> str:
+        return self._router.last_endpoint.decode()
+
+    # Commands: called from any thread ---------------------------------------
+
+    def submit(self, job: Job) -> None:
+        self._command(_Submit(job))
+
+    def scale(self, target: int) -> None:
+        self._command(_Scale(target))
+
+    def cancel(self, job_id: int, timeout: float = 5.0) -> Optional[str]:
+        """Cancel a call's work; the description of what was cancelled, or None."""
+        reply = _Reply()
+        self._command(_Cancel(job_id, reply))
+        return reply.wait(timeout)
+
+    def close(self) -> None:
+        self._command(_Close())
+
+    def terminate(self) -> None:
+        self._command(_Terminate())
+
+    def _command(self, command: Any) -> None:
+        self._commands.append(command)
+        self._wakeup.wake()
+
+    def _worker_ended(self, exit: WorkerExit) -> None:
+        self._command(_WorkerEnded(exit))
+
+    # The I/O thread ----------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            self._serve()
+        except BaseException as exc:
+            # Letting this thread die quietly would leave every caller waiting
+            # on results that can never come, with the pool looking healthy.
+            log.critical("fiber_jupyter pool %r: scheduler failed", self.config.name,
+                         exc_info=True)
+            self._break(BrokenPoolError(f"the pool's scheduler failed: {exc!r}"))
+        finally:
+            self._shut_down()
+
+    def _serve(self) -> None:
+        while not self._finished():
+            ready = dict(self._poller.poll(self._poll_timeout_ms()))
+            if self._guard.socket in ready:
+                self._guard.handle()
+            if self._wakeup.read_fd in ready:
+                self._wakeup.clear()
+            self._run_commands()
+            if self._router in ready:
+                self._receive()
+            self._check_heartbeats()
+            self._reconcile()
+            self._dispatch()
+            self._report()
+
+    def _finished(self) -> bool:
+        if self.state in (PoolState.TERMINATING, PoolState.BROKEN):
+            return True
+        return self.state is PoolState.CLOSING and not self._jobs and not len(self._workers)
+
+    def _poll_timeout_ms(self) -> int:
+        until_heartbeat = self._next_heartbeat_check - time.monotonic()
+        until_progress = self._next_report - time.monotonic() if self._jobs else until_heartbeat
+        return max(0, int(1000 * min(until_heartbeat, until_progress)))
+
+    def _run_commands(self) -> None:
+        while self._commands:
+            command = self._commands.popleft()
+            self._command_handlers[type(command)](command)
+
+    def _on_submit(self, command: _Submit) -> None:
+        job = command.job
+        if self.state is not PoolState.RUNNING:
+            job.sink._fail(self._refusal())
+            return
+        self._jobs[job.job_id] = job
+        self._feeding.append(job)
+        if job.total == 0:
+            self._finish_job(job)
+
+    def _on_scale(self, command: _Scale) -> None:
+        self._target = command.target
+        self._target_changed = True
+        self._reconcile_needed = True
+
+    def _on_cancel(self, command: _Cancel) -> None:
+        job = self._jobs.get(command.job_id)
+        if job is None:
+            command.reply.set(None)
+            return
+        queued = job.undispatched + sum(b.count for b in job.batches
+                                        if b.state is BatchState.QUEUED)
+        running = self._cancel_running(job)
+        description = (f"cancelled {job.label}: {job.done} of {job.total} tasks done, "
+                       f"{queued} queued tasks dropped, {running} running tasks interrupted")
+        job.sink._fail(TaskCancelled(description))
+        self._finish_job(job)
+        command.reply.set(description)
+
+    def _on_close(self, command: _Close) -> None:
+        if self.state is PoolState.RUNNING:
+            self.state = PoolState.CLOSING
+            self._reconcile_needed = True
+
+    def _on_terminate(self, command: _Terminate) -> None:
+        self.state = PoolState.TERMINATING
+        for job in list(self._jobs.values()):
+            job.sink._fail(PoolTerminatedError(f"the pool was terminated before {job.label} finished"))
+            self._finish_job(job)
+
+    def _on_worker_ended(self, command: _WorkerEnded) -> None:
+        exit = command.exit
+        worker = self._workers.remove(exit.worker_id)
+        if worker is None:
+            return
+        self._reconcile_needed = True
+        if worker.state is WorkerState.STOPPING and not worker.in_flight:
+            self._emit(WorkerStopped(self.config.name, worker.worker_id))
+            return
+        reason = worker.kill_reason or exit.describe()
+        requeued = self._requeue(worker, reason)
+        self._lost_total += 1
+        log.warning("fiber_jupyter pool %r: worker %s lost: %s; %d tasks re-queued",
+                    self.config.name, worker.worker_id, reason, requeued)
+        self._emit(WorkerLost(self.config.name, worker.worker_id, reason, exit.exit_code, requeued))
+        if not worker.greeted:
+            self._count_start_failure(worker, reason)
+
+    def _count_start_failure(self, worker: WorkerRecord, reason: str) -> None:
+        self._start_failures += 1
+        if self._start_failures >= MAX_START_FAILURES and self.state is PoolState.RUNNING:
+            self._break(BrokenPoolError(
+                f"{self._start_failures} workers in a row ended before connecting "
+                f"(last: {worker.worker_id}, {reason}); check that "
+                f"'python -m fiber_jupyter.worker' runs in the workers' environment"))
+
+    # Worker messages ---------------------------------------------------------
+
+    def _receive(self) -> None:
+        for _ in range(RECEIVE_BATCH):
+            try:
+                frames = self._router.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                return
+            identity = frames[0].bytes.decode(errors="replace")
+            worker = self._workers.get(identity.removesuffix(protocol.CONTROL_SUFFIX))
+            if worker is None:
+                continue  # a worker already removed; its late messages mean nothing
+            try:
+                message, body = protocol.decode(frames[1:])
+            except protocol.ProtocolError as exc:
+                log.error("worker %s sent a bad message: %s", worker.worker_id, exc)
+                continue
+            worker.last_seen = time.monotonic()
+            self._handle(worker, message, body)
+
+    def _handle(self, worker: WorkerRecord, message: Any, body: list) -> None:
+        if isinstance(message, protocol.Done):
+            self._on_done(worker, message, body)
+        elif isinstance(message, protocol.Hello):
+            self._on_hello(worker, message)
+        elif isinstance(message, protocol.Ready):
+            self._on_ready(worker, message)
+
+    def _on_hello(self, worker: WorkerRecord, hello: protocol.Hello) -> None:
+        if hello.protocol != protocol.PROTOCOL_VERSION:
+            worker.kill_reason = (f"speaks protocol {hello.protocol}, the pool speaks "
+                                  f"{protocol.PROTOCOL_VERSION}: install the same fiber_jupyter")
+            self._backend.stop(worker.worker_id)
+            return
+        worker.greeted = True
+        worker.pid, worker.host = hello.pid, hello.host
+        self._send(worker, protocol.Welcome(self.config.initializer))
+
+    def _on_ready(self, worker: WorkerRecord, ready: protocol.Ready) -> None:
+        if ready.error is not None:
+            self._break(InitializerError(
+                f"the pool's initializer raised in worker {worker.worker_id}:\n{ready.error}"))
+            return
+        self._start_failures = 0
+        worker.batches_left = self.config.maxtasksperchild
+        if worker.state is WorkerState.STARTING:
+            self._workers.set_state(worker, WorkerState.READY)
+            self._reconcile_needed = True
+        self._emit(WorkerReady(self.config.name, worker.worker_id, worker.pid, worker.host))
+
+    def _on_done(self, worker: WorkerRecord, done: protocol.Done, body: list) -> None:
+        batch = self._workers.release(worker, done.batch_id)
+        if batch is None or batch.state is BatchState.DONE:
+            self._after_release(worker)
+            return  # a duplicate, or a batch of a cancelled call
+        self._take_result(batch, done, body)
+        self._after_release(worker)
+
+    def _take_result(self, batch: Batch, done: protocol.Done, body: list) -> None:
+        """First result wins: record it, and withdraw any other copy of the batch."""
+        job = batch.job
+        self._withdraw(batch)
+        job.record_timing(done.count, done.seconds)
+        job.done += done.count
+        job.failed += done.errors
+        self._tasks_done += done.count
+        if job.finished:
+            return
+        failed_fast = job.sink._deliver(Chunk(batch.start, done.count, done.errors, body))
+        if failed_fast or job.done >= job.total:
+            self._finish_job(job)
+
+    def _withdraw(self, batch: Batch) -> None:
+        holder = self._workers.get(batch.worker_id) if batch.state is BatchState.RUNNING else None
+        if holder is not None and batch.batch_id in holder.in_flight:
+            self._workers.release(holder, batch.batch_id)
+            self._send(holder, protocol.Cancel((batch.batch_id,)), control=True)
+        batch.state = BatchState.DONE
+        batch.frames = []
+        batch.job.batches.discard(batch)
+
+    def _after_release(self, worker: WorkerRecord) -> None:
+        """Stop a draining or retired worker once it holds nothing."""
+        retiring = worker.batches_left == 0 or worker.state is WorkerState.DRAINING
+        if retiring and not worker.in_flight and worker.state is not WorkerState.STOPPING:
+            self._stop_gracefully(worker)
+
+    # Jobs and batches --------------------------------------------------------
+
+    def _finish_job(self, job: Job) -> None:
+        """The call is over: drop what is left of it and tell its workers to forget it."""
+        if job.finished:
+            return
+        job.finished = True
+        for batch in list(job.batches):
+            if batch.state is BatchState.QUEUED:
+                self._withdraw(batch)
+        job.dispatched = job.total
+        for worker_id in job.known_by:
+            worker = self._workers.get(worker_id)
+            if worker is not None and job.job_id in worker.known_jobs:
+                worker.known_jobs.discard(job.job_id)
+                worker.forget.append(job.job_id)
+        self._jobs.pop(job.job_id, None)
+        self._emit_progress(job, finished=True)
+        job.release_items()
+        self._reconcile_needed = self._reconcile_needed or self.state is PoolState.CLOSING
+
+    def _cancel_running(self, job: Job) -> int:
+        """Interrupt this job's running batches; returns how many tasks they held."""
+        interrupted = 0
+        for batch in list(job.batches):
+            if batch.state is BatchState.RUNNING:
+                interrupted += batch.count
+                self._withdraw(batch)
+        return interrupted
+
+    def _requeue(self, worker: WorkerRecord, reason: str) -> int:
+        """Send a lost worker's batches back to the queue, or fail those out of retries."""
+        requeued = 0
+        now = time.time()
+        for batch in worker.in_flight.values():
+            if batch.state is not BatchState.RUNNING:
+                continue
+            batch.losses.append(f"{worker.worker_id}: {reason}")
+            batch.lost_at = now
+            if len(batch.losses) > self.config.max_retries:
+                self._give_up(batch)
+                continue
+            batch.state = BatchState.QUEUED
+            batch.worker_id = None
+            batch.job.retries += batch.count
+            self._retries.append(batch)
+            requeued += batch.count
+        return requeued
+
+    def _give_up(self, batch: Batch) -> None:
+        error = WorkerLostError(batch.describe(), batch.losses)
+        self._emit(TasksFailed(self.config.name, batch.job.job_id, batch.job.label,
+                               batch.start, batch.stop, str(error)))
+        self._fail_batch(batch, error)
+
+    def _fail_batch(self, batch: Batch, error: BaseException) -> None:
+        job = batch.job
+        self._withdraw(batch)
+        job.done += batch.count
+        job.failed += batch.count
+        if not job.finished and (job.sink._deliver(Chunk.failed(batch.start, batch.count, error))
+                                 or job.done >= job.total):
+            self._finish_job(job)
+
+    def _next_batch(self) -> Optional[Batch]:
+        while self._retries:
+            batch = self._retries.popleft()
+            if batch.state is BatchState.QUEUED:
+                return batch
+        while self._feeding:
+            job = self._feeding[0]
+            if job.undispatched <= 0 or job.finished:
+                self._feeding.popleft()
+                continue
+            batch = job.carve(next(self._batch_ids), max(1, self._workers.live()))
+            if batch.encoding_error is None:
+                return batch
+            self._fail_batch(batch, batch.encoding_error)
+        return None
+
+    def _dispatch(self) -> None:
+        if not (self._retries or self._feeding):
+            return
+        for worker in self._workers.hungry():
+            while self._workers.can_take(worker):
+                batch = self._next_batch()
+                if batch is None:
+                    return
+                self._send_batch(worker, batch)
+
+    def _send_batch(self, worker: WorkerRecord, batch: Batch) -> None:
+        job = batch.job
+        include_function = job.job_id not in worker.known_jobs
+        run = protocol.Run(batch.batch_id, job.job_id, job.mode, include_function,
+                           tuple(worker.forget))
+        worker.forget.clear()
+        function_frame = job.function if include_function else b""
+        self._send(worker, run, [function_frame, *batch.frames])
+        worker.known_jobs.add(job.job_id)
+        job.known_by.add(worker.worker_id)
+        batch.state = BatchState.RUNNING
+        batch.worker_id = worker.worker_id
+        self._workers.assign(worker, batch)
+        if batch.losses:
+            self._emit(TaskRetried(self.config.name, job.job_id, job.label, batch.start,
+                                   batch.stop, len(batch.losses) + 1, worker.worker_id,
+                                   batch.lost_at))
+
+    def _send(self, worker: WorkerRecord, message: Any, body: list = (),
+              control: bool = False) -> None:
+        identity = worker.worker_id + protocol.CONTROL_SUFFIX if control else worker.worker_id
+        frames = [identity.encode(), *protocol.encode(message, body)]
+        try:
+            self._router.send_multipart(frames, copy=False)
+        except zmq.ZMQError as exc:
+            # Not connected (yet, or any more): the backend's exit report or the
+            # heartbeat check settles the worker's fate; a batch it was sent is
+            # recovered as part of that worker's in-flight work.
+            log.debug("could not send %s to %s: %s", type(message).__name__, worker.worker_id, exc)
+
+    # Size, liveness, reporting -----------------------------------------------
+
+    def _reconcile(self) -> None:
+        if not self._reconcile_needed:
+            return
+        self._reconcile_needed = False
+        target = self._target if self.state is PoolState.RUNNING else 0
+        if self.state is PoolState.CLOSING and self._jobs:
+            return
+        workers = list(self._workers)
+        draining = [w for w in workers if w.state is WorkerState.DRAINING]
+        active = [w for w in workers if w.state in (WorkerState.STARTING, WorkerState.READY)]
+        missing = target - len(active)
+        for worker in draining[:max(missing, 0)]:
+            self._workers.set_state(worker, WorkerState.READY)
+            missing -= 1
+        if missing > 0:
+            self._launch(missing)
+        elif missing < 0:
+            for worker in choose_workers_to_stop(active, -missing):
+                self._stop_worker(worker)
+
+    def _launch(self, count: int) -> None:
+        launches = []
+        for _ in range(count):
+            worker = WorkerRecord(f"w{next(self._worker_ids)}")
+            self._workers.add(worker)
+            launches.append(WorkerLaunch(worker.worker_id, self.address, self._secret,
+                                         self.config.heartbeat_interval))
+            self._emit(WorkerStarting(self.config.name, worker.worker_id))
+        self._backend.start(launches)
+
+    def _stop_worker(self, worker: WorkerRecord) -> None:
+        if worker.state is WorkerState.STARTING:
+            self._workers.set_state(worker, WorkerState.STOPPING)
+            self._backend.stop(worker.worker_id)
+        elif worker.in_flight:
+            self._workers.set_state(worker, WorkerState.DRAINING)
+        else:
+            self._stop_gracefully(worker)
+
+    def _stop_gracefully(self, worker: WorkerRecord) -> None:
+        self._workers.set_state(worker, WorkerState.STOPPING)
+        self._send(worker, protocol.Stop())
+
+    def _check_heartbeats(self) -> None:
+        now = time.monotonic()
+        if now < self._next_heartbeat_check:
+            return
+        self._next_heartbeat_check = now + self.config.heartbeat_interval
+        for worker in self._workers:
+            silence = now - worker.last_seen
+            limit = self.config.heartbeat_timeout if worker.greeted else self.config.start_timeout
+            if silence > limit and worker.kill_reason is None:
+                worker.kill_reason = (f"no heartbeat for {silence:.1f} s (hung or stopped)"
+                                      if worker.greeted else
+                                      f"did not connect within {limit:.0f} s")
+                self._backend.stop(worker.worker_id)
+
+    def _report(self) -> None:
+        """Refresh ``status`` and emit progress, at most every PROGRESS_INTERVAL.
+
+        Rate-limited because it runs after every wakeup: on the ``apply`` round
+        trip its cost would sit between a result and the caller that waits for it.
+        """
+        now = time.monotonic()
+        size_changed = self._workers.take_changed() or self._target_changed
+        if now < self._next_report and not size_changed:
+            return
+        self._next_report = now + PROGRESS_INTERVAL
+        self._target_changed = False
+        for job in self._jobs.values():
+            self._emit_progress(job, finished=False)
+        self.status = self._snapshot()
+        scaled = (self.status.target, self.status.live, self.status.pending)
+        if scaled != self._last_scaled:
+            self._last_scaled = scaled
+            self._emit(Scaled(self.config.name, *scaled))
+
+    def _emit_progress(self, job: Job, finished: bool) -> None:
+        if self._events.has_subscribers:
+            self._emit(Progress(self.config.name, job.job_id, job.label, job.done, job.total,
+                                job.failed, job.retries, time.monotonic() - job.started,
+                                finished))
+
+    def _emit(self, event: PoolEvent) -> None:
+        if self._events.has_subscribers:
+            self._post(lambda: self._events.deliver(event))
+
+    def _snapshot(self) -> PoolStatus:
+        counts = self._workers.counts
+        live = self._workers.live()
+        queued = sum(j.undispatched for j in self._jobs.values()) + sum(
+            b.count for b in self._retries if b.state is BatchState.QUEUED)
+        return PoolStatus(
+            state=self.state.value, target=self._target, live=live,
+            pending=counts[WorkerState.STARTING], busy=self._workers.busy,
+            idle=counts[WorkerState.READY] - self._workers.busy, lost=self._lost_total,
+            tasks_queued=queued, tasks_running=self._workers.running_items,
+            tasks_done=self._tasks_done)
+
+    # Ending ------------------------------------------------------------------
+
+    def _refusal(self) -> BaseException:
+        if self.broken_reason is not None:
+            return BrokenPoolError(f"the pool is broken: {self.broken_reason}")
+        return BrokenPoolError(f"the pool is {self.state.value} and takes no new work")
+
+    def _break(self, reason: BaseException) -> None:
+        """Fail every waiting call with ``reason``; the loop then shuts down."""
+        self.broken_reason = reason
+        self.state = PoolState.BROKEN
+        for job in list(self._jobs.values()):
+            job.sink._fail(reason)
+            self._finish_job(job)
+
+    def _shut_down(self) -> None:
+        self._backend.close()
+        self._router.close(linger=0)
+        self._guard.close()
+        self._context.term()
+        self._wakeup.close()
+        if self.state is not PoolState.BROKEN:
+            self.state = PoolState.STOPPED
+        self.status = self._snapshot()

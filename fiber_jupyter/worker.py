@@ -1,0 +1,267 @@
+"""A pool worker: ``python -m fiber_jupyter.worker --address ... --worker-id ...``.
+
+Two threads, each owning one connection to the master's ROUTER socket::
+
+    master ROUTER ══ task connection (identity "w7") ══ main thread (TaskRunner)
+                     Hello, Ready, Done ▲   ▼ Welcome, Run, Stop
+                                        runs the initializer and the batches
+
+    master ROUTER ══ control connection ("w7/control") ══ control thread (ControlLink)
+                     Heartbeat ▲   ▼ Cancel
+                                   keeps heartbeats flowing while a task runs,
+                                   interrupts the running task on Cancel, exits
+                                   the process when the master's stdin pipe closes
+
+Tasks go straight from the socket to the user's function and back on the main
+thread: no thread hand-off on the hot path. User code runs on the main thread,
+so it can use signals and anything else that insists on it. A task is
+interrupted with SIGINT sent to the main thread only, and only while that task
+is the one running (see :class:`RunningBatch`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import faulthandler
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from typing import Any, Dict, List, Optional, Set
+
+import zmq
+
+from . import outcomes, protocol, security, serialization
+from .outcomes import TaskFailure
+
+log = logging.getLogger("fiber_jupyter.worker")
+
+_STOP_ENDPOINT = "inproc://stop-control"
+# How long results already handed to ZeroMQ may take to leave when the worker exits.
+_FLUSH_MILLISECONDS = 10_000
+
+
+class TaskInterrupted(BaseException):
+    """Raised in the main thread to abandon the running batch (never seen by the master)."""
+
+
+class RunningBatch:
+    """Which batch runs and which were cancelled, shared by both threads under one lock.
+
+    The control thread may only interrupt the batch it was asked to cancel: it
+    checks ``current`` and sets ``interrupt`` under the lock, and the main thread
+    clears ``interrupt`` under the same lock before starting the next batch. A
+    late SIGINT therefore finds ``interrupt`` false and is ignored.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.cancelled: Set[int] = set()
+        self.current: Optional[int] = None
+        self.interrupt = False
+
+    def begin(self, batch_id: int) -> bool:
+        """Mark ``batch_id`` running; False if it was cancelled before it started."""
+        with self.lock:
+            if batch_id in self.cancelled:
+                self.cancelled.discard(batch_id)
+                return False
+            self.current = batch_id
+            self.interrupt = False
+            return True
+
+    def end(self) -> None:
+        with self.lock:
+            self.current = None
+            self.interrupt = False
+
+    def cancel(self, batch_ids: tuple, main_thread: int) -> None:
+        with self.lock:
+            if self.current in batch_ids:
+                self.interrupt = True
+                signal.pthread_kill(main_thread, signal.SIGINT)
+            self.cancelled.update(b for b in batch_ids if b != self.current)
+
+    def on_sigint(self, signum: int, frame: Any) -> None:
+        if self.interrupt:
+            raise TaskInterrupted()
+
+
+def _dealer(context: zmq.Context, identity: str, options: argparse.Namespace,
+            secret: str) -> zmq.Socket:
+    dealer = context.socket(zmq.DEALER)
+    dealer.identity = identity.encode()
+    dealer.sndhwm = dealer.rcvhwm = 0  # never drop: the master's credit bounds the traffic
+    security.authenticate(dealer, secret)
+    dealer.connect(options.address)
+    return dealer
+
+
+class ControlLink(threading.Thread):
+    """The control thread: heartbeats out, cancels in, and the master's death."""
+
+    def __init__(self, context: zmq.Context, options: argparse.Namespace, secret: str,
+                 running: RunningBatch) -> None:
+        super().__init__(name="fiber-worker-control", daemon=True)
+        self._options = options
+        self._running = running
+        self._main_thread = threading.main_thread().ident
+        self._watch_stdin = options.secret_from == "stdin"
+        self._dealer = _dealer(context, options.worker_id + protocol.CONTROL_SUFFIX, options, secret)
+        self._stop = context.socket(zmq.PAIR)
+        self._stop.bind(_STOP_ENDPOINT)
+
+    def run(self) -> None:
+        poller = zmq.Poller()
+        poller.register(self._dealer, zmq.POLLIN)
+        poller.register(self._stop, zmq.POLLIN)
+        if self._watch_stdin:
+            poller.register(sys.stdin.fileno(), zmq.POLLIN)
+        interval = self._options.heartbeat_interval
+        next_beat = time.monotonic()
+        while True:
+            if time.monotonic() >= next_beat:
+                self._dealer.send_multipart(protocol.encode(protocol.Heartbeat()))
+                next_beat = time.monotonic() + interval
+            ready = dict(poller.poll(max(0.0, next_beat - time.monotonic()) * 1000))
+            if self._stop in ready:
+                break
+            if self._dealer in ready:
+                self._receive()
+            if self._watch_stdin and sys.stdin.fileno() in ready:
+                self._check_master_alive()
+        self._dealer.close(linger=0)
+        self._stop.close()
+
+    def _receive(self) -> None:
+        message, _ = protocol.decode(self._dealer.recv_multipart())
+        if isinstance(message, protocol.Cancel):
+            self._running.cancel(message.batch_ids, self._main_thread)
+
+    def _check_master_alive(self) -> None:
+        if not os.read(sys.stdin.fileno(), 4096):
+            log.info("worker %s: the master is gone, exiting", self._options.worker_id)
+            os._exit(0)
+
+
+class TaskRunner:
+    """The main thread: greets the master, then runs batches until told to stop."""
+
+    def __init__(self, context: zmq.Context, options: argparse.Namespace, secret: str,
+                 running: RunningBatch) -> None:
+        self._running = running
+        self._dealer = _dealer(context, options.worker_id, options, secret)
+        self._stop_control = context.socket(zmq.PAIR)
+        self._stop_control.connect(_STOP_ENDPOINT)
+        self._hello = protocol.Hello(options.worker_id, os.getpid(), socket.gethostname(),
+                                     protocol.PROTOCOL_VERSION)
+        # job id -> its unpickled function, e.g. {7: <function sqr>}
+        self._functions: Dict[int, Any] = {}
+
+    def serve(self) -> None:
+        self._send(self._hello)
+        while True:
+            try:
+                message, body = protocol.decode(self._dealer.recv_multipart(copy=False))
+                if isinstance(message, protocol.Stop):
+                    break
+                self._handle(message, body)
+            except TaskInterrupted:
+                log.debug("batch interrupted")
+            finally:
+                self._running.end()
+        self._stop_control.send(b"")
+        self._stop_control.close()
+        self._dealer.close(linger=_FLUSH_MILLISECONDS)
+
+    def _handle(self, message: Any, body: List[zmq.Frame]) -> None:
+        if isinstance(message, protocol.Welcome):
+            self._send(protocol.Ready(self._initialize(message.initializer)))
+        elif isinstance(message, protocol.Run) and self._running.begin(message.batch_id):
+            self._run(message, body)
+
+    def _initialize(self, initializer: Optional[bytes]) -> Optional[str]:
+        """Run the pool's initializer; its traceback text if it raised."""
+        if initializer is None:
+            return None
+        try:
+            fn, args = serialization.loads(initializer)
+            fn(*args)
+        except BaseException as exc:
+            return TaskFailure.capture(exc).traceback_text
+        return None
+
+    def _run(self, run: protocol.Run, body: List[zmq.Frame]) -> None:
+        for job_id in run.forget:
+            self._functions.pop(job_id, None)
+        if run.function_included:
+            self._functions[run.job_id] = serialization.loads(body[0].buffer)
+        fn = self._functions[run.job_id]
+        items = serialization.loads(body[1].buffer, [frame.buffer for frame in body[2:]])
+        results: List[Any] = []
+        errors = 0
+        started = time.perf_counter()
+        for item in items:
+            try:
+                results.append(outcomes.call(fn, run.mode, item))
+            except TaskInterrupted:
+                raise
+            except BaseException as exc:  # SystemExit from a task is that task's error
+                results.append(TaskFailure.capture(exc))
+                errors += 1
+        seconds = time.perf_counter() - started
+        encoded = outcomes.encode_outcomes(results)
+        self._send(protocol.Done(run.batch_id, len(results), errors, seconds), encoded.frames())
+
+    def _send(self, message: Any, body: List[Any] = ()) -> None:
+        self._dealer.send_multipart(protocol.encode(message, body), copy=False)
+
+
+def _read_secret(source: str) -> str:
+    if source == "stdin":
+        line = b""
+        while not line.endswith(b"\n"):
+            chunk = os.read(sys.stdin.fileno(), 1)
+            if not chunk:
+                raise SystemExit("fiber_jupyter worker: stdin closed before the secret arrived")
+            line += chunk
+        return line.decode().strip()
+    if source.startswith("env:"):
+        return os.environ[source[4:]]
+    if source.startswith("file:"):
+        with open(source[5:]) as handle:
+            return handle.read().strip()
+    raise SystemExit(f"fiber_jupyter worker: unknown --secret-from {source!r}")
+
+
+def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m fiber_jupyter.worker")
+    parser.add_argument("--address", required=True, help="the master's ZeroMQ endpoint")
+    parser.add_argument("--worker-id", required=True, help="identity the master assigned")
+    parser.add_argument("--heartbeat-interval", type=float, default=5.0)
+    parser.add_argument("--secret-from", default="stdin",
+                        help="stdin, env:VARIABLE or file:PATH")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[List[str]] = None) -> None:
+    options = _parse(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    faulthandler.enable()
+    secret = _read_secret(options.secret_from)
+    context = zmq.Context()
+    running = RunningBatch()
+    signal.signal(signal.SIGINT, running.on_sigint)
+    control = ControlLink(context, options, secret, running)
+    runner = TaskRunner(context, options, secret, running)
+    control.start()
+    runner.serve()
+    control.join()
+    context.term()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+"""Build entry for fiber-jupyter (``pip install .``)."""
+
+import re
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"',
+                    (HERE / "fiber_jupyter" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="fiber-jupyter",
+    version=VERSION,
+    description="Elastic, crash-proof process pools for Jupyter notebooks",
+    long_description=(HERE / "README.md").read_text(),
+    long_description_content_type="text/markdown",
+    license="Apache-2.0",
+    python_requires=">=3.9",
+    packages=find_packages(include=["fiber_jupyter", "fiber_jupyter.*"]),
+    install_requires=[
+        "pyzmq>=25",
+        "cloudpickle>=2.2",
+    ],
+    extras_require={
+        "test": ["pytest>=7", "pytest-timeout", "numpy", "psutil", "hypothesis"],
+    },
+    classifiers=[
+        "Framework :: Jupyter",
+        "Programming Language :: Python :: 3",
+        "Operating System :: POSIX :: Linux",
+        "Topic :: System :: Distributed Computing",
+    ],
+)
