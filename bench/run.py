@@ -100,14 +100,14 @@ def _kill_tree(pid):
         pass
 
 
-def _sweep_orphans():
+def _sweep_orphans(grace_s):
     """Kill what a finished child left running; return the leftovers' names.
 
-    Resource trackers and the like exit on their own once their parent is
-    gone, so only processes still alive after a grace period count.
+    Resource trackers, ipyparallel's engine nannies and the like exit on their
+    own shortly after their parent is gone, so only processes still alive
+    after the grace period count as leftovers.
     """
-    _, alive = psutil.wait_procs(psutil.Process().children(recursive=True),
-                                 timeout=ORPHAN_GRACE_S)
+    _, alive = psutil.wait_procs(psutil.Process().children(recursive=True), timeout=grace_s)
     names = sorted(_process_name(p) for p in alive)
     _kill_all(alive)
     return names
@@ -117,7 +117,7 @@ def _process_name(process):
     try:
         return process.name()
     except psutil.NoSuchProcess:
-        return "?"
+        return "exited"
 
 
 def _stderr_tail(stream):
@@ -158,8 +158,9 @@ def _run_child(framework, workload, rep, quick):
         result.wall_s = time.perf_counter() - t0
         _interpret(result, _result_line(stdout), child.returncode, timed_out, timeout,
                    _stderr_tail(stderr))
-    leftovers = _sweep_orphans()
-    if leftovers:
+    # Quick mode kills stragglers at once to stay short, so it cannot tell leftovers apart.
+    leftovers = _sweep_orphans(0 if quick else ORPHAN_GRACE_S)
+    if leftovers and not quick:
         result.note = _join_notes(result.note, f"{len(leftovers)} processes still running "
                                   f"{ORPHAN_GRACE_S:g} s after the child exited, killed: "
                                   f"{', '.join(leftovers)}")

@@ -200,13 +200,17 @@ class IMapIterator:
         return _unwrap(self._buffer.popleft())
 
     def _refill(self, timeout: Optional[float]) -> None:
+        try:
+            self._take_next_chunk(timeout)
+        except KeyboardInterrupt:
+            # Outside the condition's lock: cancelling delivers to this iterator.
+            raise (self._cancel() if self._cancel else KeyboardInterrupt()) from None
+
+    def _take_next_chunk(self, timeout: Optional[float]) -> None:
         with self._condition:
             if self._consumed >= self._total:
                 self._finish()
-            try:
-                found = self._condition.wait_for(self._next_chunk_ready, timeout)
-            except KeyboardInterrupt:
-                raise (self._cancel() if self._cancel else KeyboardInterrupt()) from None
+            found = self._condition.wait_for(self._next_chunk_ready, timeout)
             if not found:
                 raise TimeoutError(f"no result within {timeout} s")
             if self._failure is not None:

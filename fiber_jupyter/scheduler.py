@@ -49,7 +49,7 @@ from .events import (EventStream, PoolEvent, Progress, Scaled, TaskRetried, Task
                      WorkerReady, WorkerStarting, WorkerStopped)
 from .jobs import Batch, BatchState, Job
 from .results import Chunk
-from .workers import WorkerRecord, WorkerState, WorkerTable, choose_workers_to_stop
+from .workers import CREDIT, WorkerRecord, WorkerState, WorkerTable, choose_workers_to_stop
 
 log = logging.getLogger(__name__)
 
@@ -549,8 +549,12 @@ class Scheduler(threading.Thread):
     def _dispatch(self) -> None:
         if not (self._retries or self._feeding):
             return
-        for worker in self._workers.hungry():
-            while self._workers.can_take(worker):
+        # Breadth first: every idle worker gets a batch before any worker gets a
+        # second one, so two long tasks on two workers run in parallel.
+        for depth in range(CREDIT):
+            for worker in self._workers.hungry():
+                if len(worker.in_flight) != depth:
+                    continue
                 batch = self._next_batch()
                 if batch is None:
                     return

@@ -111,13 +111,13 @@ class ControlLink(threading.Thread):
         self._main_thread = threading.main_thread().ident
         self._watch_stdin = options.secret_from == "stdin"
         self._dealer = _dealer(context, options.worker_id + protocol.CONTROL_SUFFIX, options, secret)
-        self._stop = context.socket(zmq.PAIR)
-        self._stop.bind(_STOP_ENDPOINT)
+        self._stop_requests = context.socket(zmq.PAIR)
+        self._stop_requests.bind(_STOP_ENDPOINT)
 
     def run(self) -> None:
         poller = zmq.Poller()
         poller.register(self._dealer, zmq.POLLIN)
-        poller.register(self._stop, zmq.POLLIN)
+        poller.register(self._stop_requests, zmq.POLLIN)
         if self._watch_stdin:
             poller.register(sys.stdin.fileno(), zmq.POLLIN)
         interval = self._options.heartbeat_interval
@@ -127,14 +127,14 @@ class ControlLink(threading.Thread):
                 self._dealer.send_multipart(protocol.encode(protocol.Heartbeat()))
                 next_beat = time.monotonic() + interval
             ready = dict(poller.poll(max(0.0, next_beat - time.monotonic()) * 1000))
-            if self._stop in ready:
+            if self._stop_requests in ready:
                 break
             if self._dealer in ready:
                 self._receive()
             if self._watch_stdin and sys.stdin.fileno() in ready:
                 self._check_master_alive()
         self._dealer.close(linger=0)
-        self._stop.close()
+        self._stop_requests.close()
 
     def _receive(self) -> None:
         message, _ = protocol.decode(self._dealer.recv_multipart())

@@ -1,0 +1,75 @@
+"""Task functions for the tests, importable by worker processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+
+def square(x):
+    return x * x
+
+
+def slow_square(x, seconds=0.02):
+    time.sleep(seconds)
+    return x * x
+
+
+def sleep_then_return(seconds, value=None):
+    time.sleep(seconds)
+    return value
+
+
+def pid_after(seconds):
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def getpid(_=None):
+    return os.getpid()
+
+
+def die_on(x, poison, code=None):
+    """Kill the worker (SIGKILL, or os._exit(code)) when ``x == poison``."""
+    if x == poison:
+        if code is None:
+            os.kill(os.getpid(), signal.SIGKILL)
+        os._exit(code)
+    return x
+
+
+def kill_self_once(x, marker_dir):
+    """Kill the worker the first time item ``x`` runs; succeed when retried."""
+    marker = os.path.join(marker_dir, f"ran-{x}")
+    if not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return x * x
+
+
+def block_until_interrupted(seconds=120):
+    """Sleep long: only an interrupt ends this early."""
+    time.sleep(seconds)
+    return "not interrupted"
+
+
+def nbytes(buffer):
+    return len(memoryview(buffer).cast("B"))
+
+
+def echo(value):
+    return value
+
+
+def array_sum(array):
+    return float(array.sum())
+
+
+def make_bytes(n):
+    return b"\x01" * n
+
+
+def thread_count(_=None):
+    return threading.active_count()

@@ -1,0 +1,99 @@
+"""Specification: crashed and hung workers are replaced and no result is lost or repeated."""
+
+from __future__ import annotations
+
+import os
+import signal
+
+import pytest
+
+from fiber_jupyter import TaskRetried, WorkerLost, WorkerLostError, WorkerReady
+
+from . import tasks
+from .conftest import EventRecorder, wait_for
+
+
+def test_sigkill_mid_map_requeues_its_tasks_and_every_result_arrives_once(make_pool):
+    pool = make_pool(2, name="kill")
+    events = EventRecorder(pool)
+    result = pool.map_async(tasks.slow_square, range(60), chunksize=1)
+    victim = events.next(WorkerReady)
+    wait_for(lambda: pool.status().tasks_done >= 4, what="the map to be under way")
+    os.kill(victim.pid, signal.SIGKILL)
+    lost = events.next(WorkerLost)
+    assert lost.worker_id == victim.worker_id
+    assert lost.reason == "exit -9 (SIGKILL)"
+    assert lost.exit_code == -9
+    assert lost.requeued >= 1
+    assert result.get(timeout=60) == [x * x for x in range(60)]
+    retried = events.next(TaskRetried)
+    assert retried.worker_id != victim.worker_id
+    assert retried.attempt == 2
+
+
+def test_a_replacement_worker_starts_while_live_is_below_target(make_pool):
+    pool = make_pool(2, name="replace")
+    events = EventRecorder(pool)
+    first = events.next(WorkerReady)
+    second = events.next(WorkerReady)
+    os.kill(first.pid, signal.SIGKILL)
+    events.next(WorkerLost)
+    replacement = events.next(WorkerReady)
+    assert replacement.worker_id not in (first.worker_id, second.worker_id)
+    wait_for(lambda: pool.status().live == 2)
+    assert pool.status().lost == 1
+    assert pool.map(tasks.square, range(10)) == [x * x for x in range(10)]
+
+
+def test_a_task_that_keeps_killing_its_worker_fails_naming_the_task_and_exits(make_pool):
+    pool = make_pool(2, max_retries=2)
+    with pytest.raises(WorkerLostError) as caught:
+        pool.starmap(tasks.die_on, [(x, 3) for x in range(6)], chunksize=1)
+    message = str(caught.value)
+    assert "task 3 of starmap(die_on)" in message
+    assert "lost its worker 3 times" in message
+    assert message.count("exit -9 (SIGKILL)") == 3
+    assert caught.value.task == "task 3 of starmap(die_on)"
+    assert pool.map(tasks.square, range(5)) == [0, 1, 4, 9, 16]
+
+
+def test_os_exit_in_a_task_is_reported_with_its_exit_code(make_pool):
+    pool = make_pool(1, max_retries=0)
+    with pytest.raises(WorkerLostError, match=r"exit 7"):
+        pool.apply(tasks.die_on, (1, 1, 7))
+    assert pool.apply(tasks.square, (3,)) == 9
+
+
+def test_each_crash_is_reported_once_and_the_retried_tasks_succeed(make_pool, tmp_path):
+    pool = make_pool(2, name="retry-once")
+    events = EventRecorder(pool)
+    items = [(x, str(tmp_path)) for x in range(4)]
+    assert pool.starmap(tasks.kill_self_once, items, chunksize=1) == [0, 1, 4, 9]
+    losses = [events.next(WorkerLost) for _ in range(4)]
+    assert {lost.reason for lost in losses} == {"exit -9 (SIGKILL)"}
+    assert len({lost.worker_id for lost in losses}) == 4
+    assert pool.status().lost == 4
+
+
+@pytest.mark.timeout(120)
+def test_a_stopped_worker_is_detected_by_heartbeats_and_its_tasks_rerun(make_pool):
+    pool = make_pool(2, name="sigstop", heartbeat_timeout=1.5)
+    events = EventRecorder(pool)
+    result = pool.map_async(tasks.slow_square, range(40), chunksize=1)
+    victim = events.next(WorkerReady)
+    wait_for(lambda: pool.status().tasks_done >= 2, what="the map to be under way")
+    os.kill(victim.pid, signal.SIGSTOP)
+    lost = events.next(WorkerLost, timeout=30)
+    assert lost.worker_id == victim.worker_id
+    assert lost.reason.startswith("no heartbeat for ")
+    assert "(hung or stopped)" in lost.reason
+    assert result.get(timeout=60) == [x * x for x in range(40)]
+
+
+def test_a_task_exception_is_a_result_and_the_worker_survives(make_pool):
+    pool = make_pool(1)
+    pid = pool.apply(tasks.getpid)
+    with pytest.raises(ZeroDivisionError):
+        pool.apply(divmod, (1, 0))
+    assert pool.apply(tasks.getpid) == pid
+    assert pool.status().lost == 0
