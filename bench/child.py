@@ -109,6 +109,7 @@ def main():
     record = {"framework": args.framework, "workload": args.workload, "quick": args.quick}
 
     def emit(**fields):
+        """Write the one JSON line run.py reads."""
         result_stream.write(json.dumps({**record, **fields}) + "\n")
         result_stream.flush()
 

@@ -9,7 +9,7 @@ import statistics
 from dataclasses import dataclass, field
 
 from bench.frameworks import BY_NAME, FRAMEWORKS, SUBJECT
-from bench.workloads import ES_POPULATION, W4_PERIODS_S, W6_ELEMENTS, WORKERS
+from bench.workloads import ES_POPULATION, W4_PERIODS_S, W6_ELEMENTS, WORKERS, w4_task_count
 
 
 @dataclass
@@ -81,7 +81,7 @@ TARGETS = (
 )
 
 
-class Results:
+class ResultIndex:
     """Lookup of measured values by framework, column and repetition."""
 
     def __init__(self, results):
@@ -93,8 +93,13 @@ class Results:
                 if r.framework == framework and r.workload == column.workload
                 and r.status == "ok"}
 
+    def ran(self, framework, workload):
+        """Whether the run included this pair at all (even if it failed)."""
+        return any(r.framework == framework and r.workload == workload for r in self.results)
+
     @staticmethod
     def _value(result, column):
+        """Import time sits beside the metrics because every child measures it."""
         return result.import_s if column is IMPORT else result.metrics[column.metric]
 
     def ratios(self, column, peer):
@@ -121,24 +126,27 @@ def _spread(values, fmt):
 
 
 def _table(headers, rows):
+    """A markdown table."""
     lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
     lines += ["| " + " | ".join(row) + " |" for row in rows]
     return "\n".join(lines)
 
 
 def _cell(results, framework, column):
-    """Blank where the framework does not run the workload, '—' where it produced nothing."""
-    if column.workload not in framework.workloads:
+    """Blank where the pair was not part of the run, '—' where it produced nothing."""
+    if not results.ran(framework.name, column.workload):
         return ""
     return _spread(list(results.values(framework.name, column).values()), column.fmt) or "—"
 
 
 def _results_table(results, columns):
+    """One row per framework of the run, one cell per column."""
     rows = [[f.label] + [_cell(results, f, c) for c in columns] for f in results.frameworks()]
     return _table(["framework"] + [c.header for c in columns], rows)
 
 
 def _ratio_table(results):
+    """One row per peer: fiber_jupyter's metrics divided by the peer's."""
     peers = [f for f in results.frameworks() if f.name != SUBJECT]
     rows = [[f.label] + [_spread(results.ratios(c, f.name), ".3g") or "n/a" for c in RATIO_COLUMNS]
             for f in peers]
@@ -146,6 +154,7 @@ def _ratio_table(results):
 
 
 def _target_row(results, target):
+    """Judge a target on the median; say 'no data' rather than guess."""
     if target.peer:
         values = results.ratios(target.column, target.peer)
         measured = f"fiber/{target.peer} = {_spread(values, '.3g')}"
@@ -160,6 +169,7 @@ def _target_row(results, target):
 
 
 def _targets_table(results):
+    """The project's performance goals, each met or not met in this run."""
     return _table(["target (fiber_jupyter)", "measured, median (min–max)", "result"],
                   [_target_row(results, t) for t in TARGETS])
 
@@ -179,21 +189,24 @@ def _failure_lines(results):
 
 
 def _load_summary(results):
-    loads = [r.load1 for r in results if r.load1 is not None]
-    if not loads:
-        return "n/a"
+    """Overall and per-repetition load, to judge how noisy each repetition was."""
     by_rep = {}
     for r in results:
         if r.load1 is not None:
             by_rep.setdefault(r.rep, []).append(r.load1)
-    per_rep = "; ".join(f"rep {rep}: {statistics.median(v):.2f}" for rep, v in sorted(by_rep.items()))
+    loads = [load for values in by_rep.values() for load in values]
+    if not loads:
+        return "n/a"
+    per_rep = "; ".join(f"rep {rep}: {statistics.median(values):.2f}"
+                        for rep, values in sorted(by_rep.items()))
     return (f"median {statistics.median(loads):.2f}, min {min(loads):.2f}, "
             f"max {max(loads):.2f} (per-repetition medians — {per_rep})")
 
 
 def _workload_lines(sizes):
+    """Workload definitions with the sizes this run actually used."""
     periods = "/".join(f"{round(p * 1e3)} ms" for p in W4_PERIODS_S)
-    counts = "/".join(str(round(sizes.w4_ideal_s * WORKERS / p)) for p in W4_PERIODS_S)
+    counts = "/".join(str(w4_task_count(p, sizes)) for p in W4_PERIODS_S)
     return [
         f"- **W1** start({WORKERS}) until a first apply(noop) returns; import time excluded "
         "(reported separately).",
@@ -212,9 +225,10 @@ def _workload_lines(sizes):
 
 def render(results, run):
     """The whole report; ``run`` carries the run's metadata (see run.py)."""
-    view = Results(results)
-    mode = ("**quick mode** (1 repetition, smaller sizes: a smoke test, not a measurement; "
-            "targets are only indicative)" if run["quick"] else f"{run['reps']} repetitions")
+    view = ResultIndex(results)
+    reps = f"{run['reps']} repetition{'' if run['reps'] == 1 else 's'}"
+    mode = (f"**quick mode** ({reps}, smaller sizes: a smoke test, not a measurement; targets "
+            "are only indicative)" if run["quick"] else reps)
     sections = [
         "# Benchmarks: fiber_jupyter versus peer process pools",
         f"Generated by `{run['command']}` on {run['start']} (finished {run['end']}); {mode}.",
@@ -231,7 +245,8 @@ def render(results, run):
         "## Start-up, latency, tiny-task throughput\n\n" + _results_table(view, STARTUP_TABLE),
         "## Sleep overhead, evolution strategies, large arguments\n\n"
         + _results_table(view, HEAVY_TABLE),
-        f"## Workloads ({WORKERS} workers everywhere)\n\n" + "\n".join(_workload_lines(run["sizes"])),
+        f"## Workloads ({WORKERS} workers everywhere)\n\n"
+        + "\n".join(_workload_lines(run["sizes"])),
         "## Failures\n\n" + "\n".join(_failure_lines(results)),
     ]
     return "\n\n".join(sections) + "\n"

@@ -56,8 +56,9 @@ def _names(text, known, what):
 
 
 def _parse_args(argv):
+    """Command line; selections are validated against the registries."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=3, help="repetitions (default 3)")
+    parser.add_argument("--reps", type=int, help="repetitions (default 3, or 1 with --quick)")
     parser.add_argument("--frameworks", default=",".join(frameworks.BY_NAME),
                         type=lambda t: _names(t, list(frameworks.BY_NAME), "frameworks"),
                         help="comma-separated (default: all): " + ",".join(frameworks.BY_NAME))
@@ -65,12 +66,12 @@ def _parse_args(argv):
                         type=lambda t: _names(t, workloads.WORKLOADS, "workloads"),
                         help="comma-separated (default: all): " + ",".join(workloads.WORKLOADS))
     parser.add_argument("--quick", action="store_true",
-                        help="smoke mode: 1 repetition, smaller sizes, short timeouts")
+                        help="smoke mode: smaller sizes, short timeouts, 1 repetition by default")
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "benchmarks.md",
                         help="markdown report path (default: docs/benchmarks.md)")
     args = parser.parse_args(argv)
-    if args.quick:
-        args.reps = 1
+    if args.reps is None:
+        args.reps = 1 if args.quick else 3
     return args
 
 
@@ -83,6 +84,7 @@ def _become_subreaper():
 
 
 def _kill_all(processes):
+    """SIGKILL and reap, tolerating processes that are already gone."""
     for process in processes:
         try:
             process.kill()
@@ -114,6 +116,7 @@ def _sweep_orphans(grace_s):
 
 
 def _process_name(process):
+    """Name for the report; a process may exit while we look at it."""
     try:
         return process.name()
     except psutil.NoSuchProcess:
@@ -141,7 +144,8 @@ def _result_line(stdout):
 
 def _run_child(framework, workload, rep, quick):
     """One measurement in a fresh process; every outcome becomes a Result."""
-    command = [sys.executable, str(CHILD), framework.name, workload] + (["--quick"] if quick else [])
+    command = [sys.executable, str(CHILD), framework.name, workload]
+    command += ["--quick"] if quick else []
     timeout = QUICK_TIMEOUT_S if quick else TIMEOUT_S[workload]
     result = report.Result(framework.name, workload, rep, status="ok", load1=os.getloadavg()[0])
     t0 = time.perf_counter()
@@ -168,6 +172,7 @@ def _run_child(framework, workload, rep, quick):
 
 
 def _join_notes(*notes):
+    """A run can have several notes; keep them all on one line."""
     return "; ".join(n for n in notes if n) or None
 
 
@@ -225,6 +230,7 @@ def _run_all(args):
 
 
 def _cpu_model():
+    """CPU model, so reports from different machines are not confused."""
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             return next(line.split(":", 1)[1].strip() for line in cpuinfo
@@ -234,6 +240,7 @@ def _cpu_model():
 
 
 def _machine():
+    """What the numbers were measured on."""
     return {
         "cores": os.cpu_count(),
         "CPU": _cpu_model(),
@@ -245,6 +252,7 @@ def _machine():
 
 
 def _git(*args):
+    """Output of a git command in the repository, or None if git fails."""
     completed = subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, text=True)
     return completed.stdout.strip() if completed.returncode == 0 else None
 
@@ -258,6 +266,7 @@ def _subject_version():
 
 
 def _versions():
+    """Versions of everything measured; peers change behaviour between releases."""
     versions = {frameworks.SUBJECT: _subject_version()}
     for name in VERSIONED:
         try:
@@ -268,6 +277,7 @@ def _versions():
 
 
 def _now():
+    """Local time with offset, so run times are unambiguous."""
     return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
 
 

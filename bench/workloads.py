@@ -39,7 +39,7 @@ class Sizes:
 
 FULL = Sizes(w2_calls=300, w2_warmup_calls=20, w3_tasks=20_000, w4_ideal_s=2.0,
              w5_iterations=20, w6_arrays=16)
-QUICK = Sizes(w2_calls=50, w2_warmup_calls=10, w3_tasks=1_000, w4_ideal_s=0.25,
+QUICK = Sizes(w2_calls=50, w2_warmup_calls=10, w3_tasks=1_000, w4_ideal_s=0.3,
               w5_iterations=3, w6_arrays=4)
 
 
@@ -119,13 +119,18 @@ def w4_overhead(handle, sizes):
     _warm_up(handle)
     metrics = {}
     for period in W4_PERIODS_S:
-        count = round(sizes.w4_ideal_s * WORKERS / period)
+        count = w4_task_count(period, sizes)
         t0 = time.perf_counter()
         results = handle.map(time.sleep, [period] * count)
         elapsed = time.perf_counter() - t0
         _check(len(results) == count, f"sleep map returned {len(results)} of {count}")
         metrics[f"ratio_{round(period * 1e3)}ms"] = elapsed / sizes.w4_ideal_s
     return metrics
+
+
+def w4_task_count(period, sizes):
+    """N such that N * T / workers is the ideal duration."""
+    return round(sizes.w4_ideal_s * WORKERS / period)
 
 
 def w5_evolution_strategies(handle, sizes):
@@ -156,7 +161,7 @@ def _reference_eval_seconds():
 
 
 def _es_update(theta, seeds, fitness):
-    """Standard ES step: rebuild each task's noise from its seed, weighted by standardised fitness."""
+    """Standard ES step: every task's noise, rebuilt from its seed, weighted by z-scored fitness."""
     weights = (fitness - fitness.mean()) / (fitness.std() + 1e-12)
     gradient = np.zeros_like(theta)
     for weight, seed in zip(weights, seeds):

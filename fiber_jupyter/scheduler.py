@@ -596,9 +596,10 @@ class Scheduler(threading.Thread):
         if not self._reconcile_needed:
             return
         self._reconcile_needed = False
-        target = self._target if self.state is PoolState.RUNNING else 0
-        if self.state is PoolState.CLOSING and self._jobs:
-            return
+        # A closing pool keeps its size until its last call is done, then drains.
+        working = self.state is PoolState.RUNNING or (self.state is PoolState.CLOSING
+                                                      and self._jobs)
+        target = self._target if working else 0
         workers = list(self._workers)
         draining = [w for w in workers if w.state is WorkerState.DRAINING]
         active = [w for w in workers if w.state in (WorkerState.STARTING, WorkerState.READY)]

@@ -64,8 +64,8 @@ class EventRecorder:
         return [e for e in self.seen if isinstance(e, kind)]
 
 
-def worker_pids(pool: fiber_jupyter.Pool) -> List[int]:
-    """Pids of the pool's live worker processes (children running the worker module)."""
+def worker_pids(pool: Optional[fiber_jupyter.Pool] = None) -> List[int]:
+    """Pids of live worker processes of this process (of any pool; the argument documents intent)."""
     me = psutil.Process()
     pids = []
     for child in me.children(recursive=True):

@@ -8,6 +8,8 @@ the fresh child process that measures it does.
 
 from dataclasses import dataclass
 
+from bench.workloads import WORKLOADS
+
 SUBJECT = "fiber_jupyter"
 
 
@@ -18,7 +20,7 @@ class Framework:
     name: str
     label: str
     module: str
-    workloads: tuple = ("W1", "W2", "W3", "W4", "W5", "W6")
+    workloads: tuple = WORKLOADS
 
 
 FRAMEWORKS = (

@@ -8,6 +8,8 @@ from dask.distributed import Client, LocalCluster
 
 
 class _Handle:
+    """Client API (submit/map/gather) seen through the harness interface."""
+
     def __init__(self, cluster, client):
         self.cluster = cluster
         self.client = client

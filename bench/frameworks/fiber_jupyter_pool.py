@@ -1,4 +1,4 @@
-"""Adapter for the project under test: fiber_jupyter.Pool, used exactly like multiprocessing.Pool."""
+"""Adapter for the project under test: fiber_jupyter.Pool, used like multiprocessing.Pool."""
 
 import fiber_jupyter
 

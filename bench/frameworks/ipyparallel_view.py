@@ -10,6 +10,8 @@ import ipyparallel
 
 
 class _Handle:
+    """LoadBalancedView (apply_sync/map_sync) seen through the harness interface."""
+
     def __init__(self, cluster, client):
         self.cluster = cluster
         self.client = client

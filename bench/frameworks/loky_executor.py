@@ -4,6 +4,8 @@ from loky import get_reusable_executor
 
 
 class _Handle:
+    """Executor API (submit/map/shutdown) seen through the harness interface."""
+
     def __init__(self, executor):
         self.executor = executor
 

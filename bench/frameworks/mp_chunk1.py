@@ -3,11 +3,12 @@
 It shows what default chunking buys multiprocessing, i.e. the per-message cost.
 """
 
-from bench.frameworks import PoolHandle
-from bench.frameworks import mp_pool
+from bench.frameworks import PoolHandle, mp_pool
 
 
 class _ChunksizeOneHandle(PoolHandle):
+    """Same pool, but map sends one task per message."""
+
     def map(self, fn, iterable):
         """Map sending every task in its own message."""
         return self.pool.map(fn, iterable, chunksize=1)

@@ -7,6 +7,8 @@ from bench.frameworks import PoolHandle
 
 
 class _RayPoolHandle(PoolHandle):
+    """A Pool handle that also owns the Ray instance the pool runs on."""
+
     def close(self):
         """Close the pool, then stop the local Ray instance it ran on."""
         super().close()

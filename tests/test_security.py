@@ -1,0 +1,159 @@
+"""Specification: a peer without the pool's secret cannot make anyone unpickle anything."""
+
+from __future__ import annotations
+
+import os
+import pickle
+
+import psutil
+import pytest
+import zmq
+import zmq.utils.monitor
+
+import fiber_jupyter
+from fiber_jupyter import protocol, security
+
+from . import tasks
+from .conftest import worker_pids
+
+
+class _CreatesFile:
+    """A pickle that, when loaded, creates a file: proof of code execution."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _listening_ports() -> set:
+    return {c.laddr.port for c in psutil.Process().net_connections(kind="tcp")
+            if c.status == psutil.CONN_LISTEN}
+
+
+@pytest.fixture
+def pool_and_address():
+    before = _listening_ports()
+    pool = fiber_jupyter.Pool(2, name="guarded")
+    (port,) = _listening_ports() - before
+    yield pool, f"tcp://127.0.0.1:{port}"
+    pool.terminate()
+    pool.join()
+
+
+def _attacker(address: str, password: bytes = b"") -> zmq.Socket:
+    socket = zmq.Context.instance().socket(zmq.DEALER)
+    socket.linger = 0
+    if password:
+        security.authenticate(socket, password.decode())
+    socket.identity = b"w0"  # impersonate the first worker
+    socket.connect(address)
+    return socket
+
+
+@pytest.mark.parametrize("password", [b"", b"0" * 64], ids=["no-credentials", "wrong-secret"])
+def test_a_crafted_pickle_from_a_peer_without_the_secret_is_never_loaded(
+        pool_and_address, tmp_path, password):
+    pool, address = pool_and_address
+    running = pool.map_async(tasks.slow_square, range(50), chunksize=1)
+    proof = tmp_path / "pwned"
+    attacker = _attacker(address, password)
+    evil_header = pickle.dumps(_CreatesFile(str(proof)))
+    attacker.send_multipart([protocol.Done.KIND, evil_header, evil_header])
+    attacker.send_multipart([protocol.Hello.KIND, evil_header])
+    attacker.send_multipart([b"garbage"] * 3)
+    assert running.get(timeout=60) == [x * x for x in range(50)]
+    assert pool.map(tasks.square, range(5)) == [0, 1, 4, 9, 16]
+    assert not proof.exists()
+    attacker.close()
+
+
+def test_workers_listen_on_no_port():
+    pool = fiber_jupyter.Pool(2)
+    try:
+        pool.map(tasks.square, range(4))
+        pids = worker_pids(pool)
+        assert len(pids) == 2
+        for pid in pids:
+            listening = [c for c in psutil.Process(pid).net_connections(kind="inet")
+                         if c.status == psutil.CONN_LISTEN]
+            assert listening == []
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+def test_the_master_listens_on_loopback_only(pool_and_address):
+    _, address = pool_and_address
+    port = int(address.rsplit(":", 1)[1])
+    (listener,) = [c for c in psutil.Process().net_connections(kind="tcp")
+                   if c.status == psutil.CONN_LISTEN and c.laddr.port == port]
+    assert listener.laddr.ip == "127.0.0.1"
+
+
+def test_the_secret_is_not_on_any_worker_command_line_or_environment():
+    pool = fiber_jupyter.Pool(1)
+    try:
+        pool.map(tasks.square, range(2))
+        secret = pool._scheduler._secret  # the one place a test may read it
+        (pid,) = worker_pids(pool)
+        worker = psutil.Process(pid)
+        assert secret not in " ".join(worker.cmdline())
+        assert secret not in "".join(worker.environ().values())
+    finally:
+        pool.terminate()
+        pool.join()
+
+
+class TestConnectionGuard:
+    """The ZAP handler alone: only PLAIN with the exact secret completes a handshake."""
+
+    def _handshake(self, password: bytes, mechanism_plain: bool = True) -> tuple:
+        """Connect a client; (the client's handshake outcome, whether its message arrived)."""
+        context = zmq.Context()
+        guard = security.ConnectionGuard(context, "s3cret")
+        server = context.socket(zmq.ROUTER)
+        guard.protect(server)
+        port = server.bind_to_random_port("tcp://127.0.0.1")
+        client = context.socket(zmq.DEALER)
+        if mechanism_plain:
+            client.plain_username = security.USERNAME.encode()
+            client.plain_password = password
+        monitor = client.get_monitor_socket()
+        client.connect(f"tcp://127.0.0.1:{port}")
+        client.send(b"ping")
+        outcome = self._await_handshake(guard, monitor)
+        arrived = bool(server.poll(1000)) if outcome == "HANDSHAKE_SUCCEEDED" else \
+            bool(server.poll(0))
+        client.disable_monitor()
+        for socket in (monitor, client, server):
+            socket.close(linger=0)
+        guard.close()
+        context.term()
+        return outcome, arrived
+
+    def _await_handshake(self, guard, monitor) -> str:
+        poller = zmq.Poller()
+        poller.register(guard.socket, zmq.POLLIN)
+        poller.register(monitor, zmq.POLLIN)
+        while True:
+            ready = dict(poller.poll(30_000))
+            assert ready, "no handshake outcome within 30 s"
+            if guard.socket in ready:
+                guard.handle()
+            if monitor in ready:
+                event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
+                if "HANDSHAKE" in event.name:
+                    return event.name
+
+    def test_the_right_secret_is_accepted(self):
+        assert self._handshake(b"s3cret") == ("HANDSHAKE_SUCCEEDED", True)
+
+    def test_a_wrong_secret_is_refused_by_the_guard(self):
+        assert self._handshake(b"s3cre7") == ("HANDSHAKE_FAILED_AUTH", False)
+
+    def test_a_peer_without_credentials_fails_the_handshake(self):
+        outcome, arrived = self._handshake(b"", mechanism_plain=False)
+        assert outcome.startswith("HANDSHAKE_FAILED")
+        assert not arrived
