@@ -142,7 +142,7 @@ class EventStream:
 
     def unsubscribe(self, subscriber: Subscriber) -> None:
         with self._lock:
-            self._subscribers = [s for s in self._subscribers if s is not subscriber]
+            self._subscribers = [s for s in self._subscribers if s != subscriber]
 
     @property
     def has_subscribers(self) -> bool:

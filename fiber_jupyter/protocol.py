@@ -70,6 +70,7 @@ class Run(NamedTuple):
     batch_id: int
     job_id: int
     mode: int
+    count: int
     function_included: bool
     forget: Tuple[int, ...]
     KIND = b"R"

@@ -40,6 +40,8 @@ class Chunk:
 
     def outcomes(self) -> List[Any]:
         """Values and TaskFailures, in item order."""
+        if self.count == 0:
+            return []
         if self._failure is not None:
             return [TaskFailure(self._failure, "")] * self.count
         data, *buffers = self._frames

@@ -321,6 +321,7 @@ class Scheduler(threading.Thread):
         self._jobs[job.job_id] = job
         self._feeding.append(job)
         if job.total == 0:
+            job.sink._deliver(Chunk(0, 0, 0))
             self._finish_job(job)
 
     def _on_scale(self, command: _Scale) -> None:
@@ -563,8 +564,8 @@ class Scheduler(threading.Thread):
     def _send_batch(self, worker: WorkerRecord, batch: Batch) -> None:
         job = batch.job
         include_function = job.job_id not in worker.known_jobs
-        run = protocol.Run(batch.batch_id, job.job_id, job.mode, include_function,
-                           tuple(worker.forget))
+        run = protocol.Run(batch.batch_id, job.job_id, job.mode, batch.count,
+                           include_function, tuple(worker.forget))
         worker.forget.clear()
         function_frame = job.function if include_function else b""
         self._send(worker, run, [function_frame, *batch.frames])

@@ -197,10 +197,12 @@ class TaskRunner:
     def _run(self, run: protocol.Run, body: List[zmq.Frame]) -> None:
         for job_id in run.forget:
             self._functions.pop(job_id, None)
-        if run.function_included:
-            self._functions[run.job_id] = serialization.loads(body[0].buffer)
-        fn = self._functions[run.job_id]
-        items = serialization.loads(body[1].buffer, [frame.buffer for frame in body[2:]])
+        try:
+            fn, items = self._load(run, body)
+        except Exception as exc:  # e.g. a module only the master can import
+            failure = TaskFailure.capture(exc)
+            self._reply(run, [failure] * run.count, run.count, 0.0)
+            return
         results: List[Any] = []
         errors = 0
         started = time.perf_counter()
@@ -212,7 +214,24 @@ class TaskRunner:
             except BaseException as exc:  # SystemExit from a task is that task's error
                 results.append(TaskFailure.capture(exc))
                 errors += 1
-        seconds = time.perf_counter() - started
+        self._reply(run, results, errors, time.perf_counter() - started)
+
+    def _load(self, run: protocol.Run, body: List[zmq.Frame]) -> tuple:
+        """The batch's function (cached per job) and its items."""
+        if run.function_included:
+            try:
+                self._functions[run.job_id] = serialization.loads(body[0].buffer)
+            except Exception as exc:
+                # Later batches of the job arrive without the function: they
+                # must fail with this same error, not with a missing-cache one.
+                self._functions[run.job_id] = exc
+        fn = self._functions[run.job_id]
+        if isinstance(fn, Exception):
+            raise fn
+        items = serialization.loads(body[1].buffer, [frame.buffer for frame in body[2:]])
+        return fn, items
+
+    def _reply(self, run: protocol.Run, results: List[Any], errors: int, seconds: float) -> None:
         encoded = outcomes.encode_outcomes(results)
         self._send(protocol.Done(run.batch_id, len(results), errors, seconds), encoded.frames())
 

@@ -89,6 +89,8 @@ class LocalBackend(Backend):
 
     def close(self) -> None:
         with self._lock:
+            if self._closing:
+                return
             self._closing = True
             for process in self._processes.values():
                 _kill_group(process)

@@ -1,0 +1,51 @@
+"""Specification of the wire format: encode and decode are exact inverses."""
+
+import pytest
+import zmq
+
+from fiber_jupyter import protocol
+
+
+MESSAGES = [
+    protocol.Hello("w3", 1234, "host", protocol.PROTOCOL_VERSION),
+    protocol.Welcome(b"\x80initializer"),
+    protocol.Welcome(None),
+    protocol.Ready(None),
+    protocol.Ready("Traceback ..."),
+    protocol.Run(7, 2, 1, 10, True, (1, 5)),
+    protocol.Done(7, 10, 2, 0.25),
+    protocol.Heartbeat(),
+    protocol.Cancel((7, 8)),
+    protocol.Stop(),
+]
+
+
+@pytest.mark.parametrize("message", MESSAGES, ids=lambda m: type(m).__name__)
+def test_every_message_round_trips_with_its_body(message):
+    frames = protocol.encode(message, [b"body", b"buffer"])
+    assert frames[0] == message.KIND
+    decoded, body = protocol.decode(frames)
+    assert decoded == message and type(decoded) is type(message)
+    assert body == [b"body", b"buffer"]
+
+
+def test_zmq_frames_decode_and_body_frames_stay_frames():
+    frames = [zmq.Frame(f) for f in protocol.encode(protocol.Done(1, 1, 0, 0.1), [b"x"])]
+    decoded, body = protocol.decode(frames)
+    assert decoded == protocol.Done(1, 1, 0, 0.1)
+    assert isinstance(body[0], zmq.Frame)
+
+
+@pytest.mark.parametrize("frames, error", [
+    ([b"D"], "expected at least 2 frames, got 1"),
+    ([b"?", b""], "unknown message kind b'?'"),
+    ([b"D", b"not a pickle"], "malformed Done header"),
+    ([b"D", protocol.encode(protocol.Stop())[1]], "malformed Done header"),
+])
+def test_bad_frames_raise_protocol_error_naming_the_problem(frames, error):
+    with pytest.raises(protocol.ProtocolError, match=error.replace("(", r"\(").replace("?", r"\?")):
+        protocol.decode(frames)
+
+
+def test_each_kind_byte_is_unique():
+    assert len(protocol.MESSAGE_TYPES) == 8
