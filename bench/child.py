@@ -8,7 +8,7 @@ Everything the frameworks print goes to stderr; stdout carries only the JSON
 line, which is printed before close() so that a hanging shutdown still leaves
 the measurement behind.
 
-Exit status: 0 ok, 1 import or workload failed, 3 close() failed after the
+Exit status: 0 ok, 1 import, start or workload failed, 3 close() failed after the
 result was printed.
 """
 

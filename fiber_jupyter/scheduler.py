@@ -652,14 +652,16 @@ class Scheduler(threading.Thread):
                 self._backend.stop(worker.worker_id)
 
     def _report(self) -> None:
-        """Refresh ``status`` and emit progress, at most every PROGRESS_INTERVAL.
+        """Refresh ``status`` and emit progress.
 
-        Rate-limited because it runs after every wakeup: on the ``apply`` round
-        trip its cost would sit between a result and the caller that waits for it.
+        While calls run, at most every PROGRESS_INTERVAL (or when workers change):
+        this runs after every wakeup, and on a busy pool its cost would sit
+        between each result and the caller waiting for it. When idle, always,
+        so the last snapshot of a finished call is exact.
         """
         now = time.monotonic()
         size_changed = self._workers.take_changed() or self._target_changed
-        if now < self._next_report and not size_changed:
+        if self._jobs and now < self._next_report and not size_changed:
             return
         self._next_report = now + PROGRESS_INTERVAL
         self._target_changed = False
