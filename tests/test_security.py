@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import socket
 
 import psutil
 import pytest
@@ -14,7 +15,7 @@ import fiber_jupyter
 from fiber_jupyter import protocol, security
 
 from . import tasks
-from .conftest import worker_pids
+from .conftest import wait_for, worker_pids
 
 
 class _CreatesFile:
@@ -42,31 +43,66 @@ def pool_and_address():
     pool.join()
 
 
-def _attacker(address: str, password: bytes = b"") -> zmq.Socket:
-    socket = zmq.Context.instance().socket(zmq.DEALER)
-    socket.linger = 0
-    if password:
-        security.authenticate(socket, password.decode())
-    socket.identity = b"w0"  # impersonate the first worker
-    socket.connect(address)
-    return socket
+def _zmq_attacker(address: str, password: str) -> zmq.Socket:
+    attacker = zmq.Context.instance().socket(zmq.DEALER)
+    attacker.linger = 0
+    security.authenticate(attacker, password)
+    attacker.identity = b"w0"  # impersonate the first worker
+    attacker.connect(address)
+    return attacker
 
 
-@pytest.mark.parametrize("password", [b"", b"0" * 64], ids=["no-credentials", "wrong-secret"])
-def test_a_crafted_pickle_from_a_peer_without_the_secret_is_never_loaded(
-        pool_and_address, tmp_path, password):
+def _evil_frames(proof) -> list:
+    evil = pickle.dumps(_CreatesFile(str(proof)))
+    return [[protocol.Done.KIND, evil, evil], [protocol.Hello.KIND, evil], [b"garbage"] * 3]
+
+
+def test_a_zmq_peer_with_a_wrong_secret_is_refused_and_nothing_it_sends_is_loaded(
+        pool_and_address, tmp_path, caplog):
     pool, address = pool_and_address
     running = pool.map_async(tasks.slow_square, range(50), chunksize=1)
     proof = tmp_path / "pwned"
-    attacker = _attacker(address, password)
-    evil_header = pickle.dumps(_CreatesFile(str(proof)))
-    attacker.send_multipart([protocol.Done.KIND, evil_header, evil_header])
-    attacker.send_multipart([protocol.Hello.KIND, evil_header])
-    attacker.send_multipart([b"garbage"] * 3)
+    attacker = _zmq_attacker(address, "0" * 64)
+    for frames in _evil_frames(proof):
+        try:
+            attacker.send_multipart(frames, zmq.NOBLOCK)
+        except zmq.Again:
+            pass  # no authenticated connection exists, so nothing can be delivered
+    wait_for(lambda: "refused a connection without the pool's secret" in caplog.text)
     assert running.get(timeout=60) == [x * x for x in range(50)]
     assert pool.map(tasks.square, range(5)) == [0, 1, 4, 9, 16]
     assert not proof.exists()
     attacker.close()
+
+
+def test_raw_bytes_truncated_and_oversized_frames_on_the_port_change_nothing(
+        pool_and_address, tmp_path):
+    pool, address = pool_and_address
+    running = pool.map_async(tasks.slow_square, range(50), chunksize=1)
+    proof = tmp_path / "pwned"
+    port = int(address.rsplit(":", 1)[1])
+    evil = pickle.dumps(_CreatesFile(str(proof)))
+    # A ZMTP 3 greeting announcing the NULL mechanism, then frames: the pickle,
+    # a truncated greeting, noise, and a frame claiming 2**63 bytes.
+    greeting = b"\xff" + b"\x00" * 8 + b"\x7f\x03\x00" + b"NULL".ljust(20, b"\x00") + b"\x00" * 32
+    payloads = [evil, greeting + evil, greeting[:5], b"\x02\xff" * 10_000,
+                greeting + b"\x06" + (2**63).to_bytes(8, "big") + evil]
+    for payload in payloads:
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            raw.sendall(payload)
+            raw.shutdown(socket.SHUT_WR)
+            _read_until_closed(raw)
+    assert running.get(timeout=60) == [x * x for x in range(50)]
+    assert not proof.exists()
+
+
+def _read_until_closed(raw: socket.socket) -> None:
+    """The master answers its greeting, then drops us; it never waits forever."""
+    try:
+        while raw.recv(4096):
+            pass
+    except ConnectionResetError:
+        return
 
 
 def test_workers_listen_on_no_port():
