@@ -26,6 +26,8 @@ class ResultSink(Protocol):
 
     def _fail(self, failure: BaseException) -> None: ...
 
+    def _wake(self) -> None: ...
+
 
 class BatchState(enum.Enum):
     QUEUED = "queued"  # waiting for a worker (first time or after its worker was lost)

@@ -9,9 +9,10 @@ fails its own task and never the worker or the batch.
 from __future__ import annotations
 
 import enum
+import itertools
 import pickle
 import traceback
-from typing import Any, Callable, List
+from typing import Any, Callable, Iterable, Iterator, List, Tuple
 
 from . import serialization
 from .errors import RemoteError, RemoteTraceback, ResultEncodingError
@@ -25,13 +26,35 @@ class CallMode(enum.IntEnum):
     APPLY = 2  # fn(*item[0], **item[1])     apply, apply_async
 
 
-def call(fn: Callable[..., Any], mode: int, item: Any) -> Any:
+def call_all(fn: Callable[..., Any], mode: int, items: List[Any],
+             reraise: Tuple[type, ...] = ()) -> Tuple[List[Any], int]:
+    """Call ``fn`` on every item: (outcomes in order, how many raised).
+
+    The calls run in a C loop (``map``/``starmap`` feeding ``list.extend``),
+    so a batch of no-op tasks costs little more than the function calls. An
+    exception ends that loop; it is recorded and the loop resumes after it.
+    Exceptions of the ``reraise`` types propagate (the worker's interrupt).
+    """
+    results: List[Any] = []
+    errors = 0
+    while len(results) < len(items):
+        rest = itertools.islice(items, len(results), None)
+        try:
+            results.extend(_calls(fn, mode, rest))
+        except reraise:
+            raise
+        except BaseException as exc:  # SystemExit from a task is that task's error
+            results.append(TaskFailure.capture(exc))
+            errors += 1
+    return results, errors
+
+
+def _calls(fn: Callable[..., Any], mode: int, items: Iterable[Any]) -> Iterator[Any]:
     if mode == CallMode.ONE:
-        return fn(item)
+        return map(fn, items)
     if mode == CallMode.STAR:
-        return fn(*item)
-    args, kwargs = item
-    return fn(*args, **kwargs)
+        return itertools.starmap(fn, items)
+    return (fn(*args, **kwargs) for args, kwargs in items)
 
 
 class TaskFailure:
@@ -64,12 +87,17 @@ class TaskFailure:
         return (TaskFailure, (self.exception, self.traceback_text))
 
 
-def encode_outcomes(outcomes: List[Any]) -> serialization.Pickled:
-    """Pickle a batch's outcomes; unpicklable ones become :class:`ResultEncodingError`."""
+def encode_outcomes(outcomes: List[Any]) -> Tuple[serialization.Pickled, int]:
+    """Pickle a batch's outcomes: (the pickle, how many could not be pickled).
+
+    Each unpicklable outcome becomes a :class:`ResultEncodingError` in its place.
+    """
     try:
-        return serialization.dumps(outcomes)
+        return serialization.dumps(outcomes), 0
     except Exception:
-        return serialization.dumps([_encodable(outcome) for outcome in outcomes])
+        encodable = [_encodable(outcome) for outcome in outcomes]
+        unencodable = sum(a is not b for a, b in zip(encodable, outcomes))
+        return serialization.dumps(encodable), unencodable
 
 
 def _encodable(outcome: Any) -> Any:

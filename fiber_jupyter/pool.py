@@ -161,6 +161,7 @@ class Pool:
         result = AsyncResult(len(items), False, callback, error_callback, self._notifier.post)
         if input_error is not None:
             result._fail(input_error)
+            result._wake()
             return result
         self._submit(func, items, mode, chunksize, result)
         return result
@@ -249,8 +250,7 @@ def _consume(iterable: Iterable, chunksize: Optional[int]) -> Tuple[List[Any], O
     """
     items: List[Any] = []
     try:
-        for item in iterable:
-            items.append(item)
+        items.extend(iterable)  # keeps the items read before an error
     except Exception as exc:
         if chunksize:
             del items[len(items) - len(items) % chunksize:]

@@ -4,6 +4,11 @@ The scheduler's I/O thread hands each finished batch over still pickled (a
 :class:`Chunk`); unpickling happens in the thread that asks for the values.
 That keeps user data out of the I/O thread, so a huge or slow-to-unpickle
 result never delays heartbeats or dispatch.
+
+Handing over is two steps: ``_deliver``/``_fail`` store, ``_wake`` signals the
+waiting threads. The scheduler wakes at the end of its loop turn, just before
+it sleeps, so a woken caller never waits for the GIL while the I/O thread
+finishes its bookkeeping (that wait is most of an ``apply`` round trip).
 """
 
 from __future__ import annotations
@@ -75,6 +80,8 @@ class AsyncResult:
         self._failure: Optional[BaseException] = None
         self._outcome: Optional[Tuple[bool, Any]] = None
         self._cancel: Optional[CancelHook] = None
+        self._complete = False
+        self._woken = False
 
     def ready(self) -> bool:
         return self._event.is_set()
@@ -114,26 +121,26 @@ class AsyncResult:
         raise self._cancel()
 
     def _deliver(self, chunk: Chunk) -> bool:
-        """Add a finished batch; True when this call is now complete (or failed fast)."""
+        """Store a finished batch; True when this call is now complete (or failed fast)."""
         with self._lock:
-            if self._event.is_set() or self._outcome is not None:
-                return True
-            self._chunks.append(chunk)
-            self._received += chunk.count
-            done = self._received >= self._total or chunk.errors > 0
-        if done:
-            self._complete()
-        return done
+            if not self._complete:
+                self._chunks.append(chunk)
+                self._received += chunk.count
+                self._complete = self._received >= self._total or chunk.errors > 0
+            return self._complete
 
     def _fail(self, failure: BaseException) -> None:
         """Fail the whole call (terminated pool, bad input, broken pool, cancel)."""
         with self._lock:
-            if self._event.is_set() or self._failure is not None:
-                return
-            self._failure = failure
-        self._complete()
+            if not self._complete:
+                self._failure = failure
+                self._complete = True
 
-    def _complete(self) -> None:
+    def _wake(self) -> None:
+        """Release waiters (after the callbacks, if any) once the call is complete."""
+        if not self._complete or self._woken:
+            return
+        self._woken = True
         if self._post is not None and (self._callback or self._error_callback):
             self._post(self._run_callbacks)
         else:
@@ -159,11 +166,11 @@ class AsyncResult:
     def _assemble(self) -> Tuple[bool, Any]:
         if self._failure is not None:
             return False, self._failure
-        values: List[Any] = [None] * self._total
+        values: List[Any] = []
         try:
             for chunk in sorted(self._chunks, key=lambda c: c.start):
-                values[chunk.start:chunk.start + chunk.count] = chunk.outcomes()
-            values = [_unwrap(v) for v in values]
+                outcomes = chunk.outcomes()
+                values.extend(outcomes if not chunk.errors else map(_unwrap, outcomes))
         except BaseException as exc:  # a task's own exception, or an unpickling failure
             return False, exc
         return True, values[0] if self._single else values
@@ -250,11 +257,13 @@ class IMapIterator:
                 self._arrived[chunk.start] = chunk
             else:
                 self._arrival_order.append(chunk)
-            self._condition.notify_all()
         return False
 
     def _fail(self, failure: BaseException) -> None:
         with self._condition:
             if self._failure is None:
                 self._failure = failure
+
+    def _wake(self) -> None:
+        with self._condition:
             self._condition.notify_all()

@@ -37,7 +37,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any, Callable, Deque, Dict, Optional, Type
+from typing import Any, Callable, Deque, Dict, List, Optional, Type
 
 import zmq
 
@@ -222,6 +222,8 @@ class Scheduler(threading.Thread):
         self._next_report = 0.0
         self._target_changed = False
         self._last_scaled: Optional[tuple] = None
+        # Result sinks with news this turn, woken just before the loop sleeps.
+        self._to_wake: List[Any] = []
         self._command_handlers: Dict[type, Callable[[Any], None]] = {
             _Submit: self._on_submit, _Scale: self._on_scale, _Cancel: self._on_cancel,
             _Close: self._on_close, _Terminate: self._on_terminate,
@@ -297,6 +299,7 @@ class Scheduler(threading.Thread):
             self._reconcile()
             self._dispatch()
             self._report()
+            self._wake_callers()
 
     def _finished(self) -> bool:
         if self.state in (PoolState.TERMINATING, PoolState.BROKEN):
@@ -316,12 +319,12 @@ class Scheduler(threading.Thread):
     def _on_submit(self, command: _Submit) -> None:
         job = command.job
         if self.state is not PoolState.RUNNING:
-            job.sink._fail(self._refusal())
+            self._fail_call(job, self._refusal())
             return
         self._jobs[job.job_id] = job
         self._feeding.append(job)
         if job.total == 0:
-            job.sink._deliver(Chunk(0, 0, 0))
+            self._deliver(job, Chunk(0, 0, 0))
             self._finish_job(job)
 
     def _on_scale(self, command: _Scale) -> None:
@@ -339,7 +342,7 @@ class Scheduler(threading.Thread):
         running = self._cancel_running(job)
         description = (f"cancelled {job.label}: {job.done} of {job.total} tasks done, "
                        f"{queued} queued tasks dropped, {running} running tasks interrupted")
-        job.sink._fail(TaskCancelled(description))
+        self._fail_call(job, TaskCancelled(description))
         self._finish_job(job)
         command.reply.set(description)
 
@@ -351,7 +354,7 @@ class Scheduler(threading.Thread):
     def _on_terminate(self, command: _Terminate) -> None:
         self.state = PoolState.TERMINATING
         for job in list(self._jobs.values()):
-            job.sink._fail(PoolTerminatedError(f"the pool was terminated before {job.label} finished"))
+            self._fail_call(job, PoolTerminatedError(f"the pool was terminated before {job.label} finished"))
             self._finish_job(job)
 
     def _on_worker_ended(self, command: _WorkerEnded) -> None:
@@ -448,9 +451,23 @@ class Scheduler(threading.Thread):
         self._tasks_done += done.count
         if job.finished:
             return
-        failed_fast = job.sink._deliver(Chunk(batch.start, done.count, done.errors, body))
+        failed_fast = self._deliver(job, Chunk(batch.start, done.count, done.errors, body))
         if failed_fast or job.done >= job.total:
             self._finish_job(job)
+
+    def _deliver(self, job: Job, chunk: Chunk) -> bool:
+        self._to_wake.append(job.sink)
+        return job.sink._deliver(chunk)
+
+    def _fail_call(self, job: Job, failure: BaseException) -> None:
+        self._to_wake.append(job.sink)
+        job.sink._fail(failure)
+
+    def _wake_callers(self) -> None:
+        """Signal callers whose results arrived this turn, as the loop's last act."""
+        for sink in self._to_wake:
+            sink._wake()
+        self._to_wake.clear()
 
     def _withdraw(self, batch: Batch) -> None:
         holder = self._workers.get(batch.worker_id) if batch.state is BatchState.RUNNING else None
@@ -527,7 +544,7 @@ class Scheduler(threading.Thread):
         self._withdraw(batch)
         job.done += batch.count
         job.failed += batch.count
-        if not job.finished and (job.sink._deliver(Chunk.failed(batch.start, batch.count, error))
+        if not job.finished and (self._deliver(job, Chunk.failed(batch.start, batch.count, error))
                                  or job.done >= job.total):
             self._finish_job(job)
 
@@ -707,10 +724,11 @@ class Scheduler(threading.Thread):
         self.broken_reason = reason
         self.state = PoolState.BROKEN
         for job in list(self._jobs.values()):
-            job.sink._fail(reason)
+            self._fail_call(job, reason)
             self._finish_job(job)
 
     def _shut_down(self) -> None:
+        self._wake_callers()
         self._backend.close()
         self._router.close(linger=0)
         self._guard.close()

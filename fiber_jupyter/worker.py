@@ -203,17 +203,8 @@ class TaskRunner:
             failure = TaskFailure.capture(exc)
             self._reply(run, [failure] * run.count, run.count, 0.0)
             return
-        results: List[Any] = []
-        errors = 0
         started = time.perf_counter()
-        for item in items:
-            try:
-                results.append(outcomes.call(fn, run.mode, item))
-            except TaskInterrupted:
-                raise
-            except BaseException as exc:  # SystemExit from a task is that task's error
-                results.append(TaskFailure.capture(exc))
-                errors += 1
+        results, errors = outcomes.call_all(fn, run.mode, items, reraise=(TaskInterrupted,))
         self._reply(run, results, errors, time.perf_counter() - started)
 
     def _load(self, run: protocol.Run, body: List[zmq.Frame]) -> tuple:
@@ -232,8 +223,9 @@ class TaskRunner:
         return fn, items
 
     def _reply(self, run: protocol.Run, results: List[Any], errors: int, seconds: float) -> None:
-        encoded = outcomes.encode_outcomes(results)
-        self._send(protocol.Done(run.batch_id, len(results), errors, seconds), encoded.frames())
+        encoded, unencodable = outcomes.encode_outcomes(results)
+        self._send(protocol.Done(run.batch_id, len(results), errors + unencodable, seconds),
+                   encoded.frames())
 
     def _send(self, message: Any, body: List[Any] = ()) -> None:
         self._dealer.send_multipart(protocol.encode(message, body), copy=False)

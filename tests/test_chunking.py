@@ -23,7 +23,7 @@ def test_tasks_longer_than_the_maximum_batch_time_go_one_by_one():
 def test_near_the_end_batches_shrink_but_keep_the_minimum_batch_time():
     assert batch_size(remaining=100, workers=2, seconds_per_item=1e-6) == 100
     per_item = 1e-4
-    assert batch_size(remaining=50, workers=2, seconds_per_item=per_item) == int(
+    assert batch_size(remaining=20, workers=2, seconds_per_item=per_item) == int(
         MIN_BATCH_SECONDS / per_item)
 
 
