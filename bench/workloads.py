@@ -85,7 +85,10 @@ def start(adapter):
 
 
 def _warm_up(handle):
-    """Run the map path once so lazy set-up is not charged to the workload."""
+    """Wait for every worker, then run the map path once, so set-up is not charged."""
+    wait_ready = getattr(handle, "wait_ready", None)
+    if wait_ready is not None:
+        wait_ready()
     _check(handle.map(noop, range(2 * WORKERS)) == list(range(2 * WORKERS)), "warm-up map")
 
 

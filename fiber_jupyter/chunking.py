@@ -7,7 +7,8 @@ per-item time measured on the workers so far:
 
 - unknown cost (nothing measured yet): one item, a probe;
 - never more than ``MAX_BATCH_SECONDS`` of work, so progress, cancellation,
-  newly started workers and crash recovery all act within a fraction of a second;
+  newly started workers and crash recovery all act within a fraction of a second
+  (smaller costs throughput: 20 ms made 10 ms sleeps 1.036x ideal, 50 ms 1.025x);
 - otherwise a quarter of the remaining items per worker (guided
   self-scheduling: batches shrink as the call nears its end, so workers finish
   together), but never less than ``MIN_BATCH_SECONDS`` of work, about five
@@ -20,7 +21,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-MAX_BATCH_SECONDS = 0.02
+MAX_BATCH_SECONDS = 0.05
 MIN_BATCH_SECONDS = 0.0005
 BALANCE_FACTOR = 4
 
