@@ -12,7 +12,7 @@ from .events import (EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskR
                      TasksFailed, WorkerLost, WorkerReady, WorkerStarting, WorkerStopped)
 from .pool import Pool
 from .results import AsyncResult, IMapIterator
-from .scheduler import PoolStatus
+from .status import PoolStatus
 
 __version__ = "0.1.0"
 
@@ -21,5 +21,6 @@ __all__ = [
     "InitializerError", "Pool", "PoolClosed", "PoolEvent", "PoolSizeError", "PoolStateError",
     "PoolStatus", "PoolTerminatedError", "Progress", "RemoteError", "RemoteTraceback",
     "ResultEncodingError", "Scaled", "TaskCancelled", "TaskRetried", "TasksFailed",
-    "TimeoutError", "WorkerLost", "WorkerReady", "WorkerStarting", "WorkerStopped",
+    "TimeoutError", "WorkerLost", "WorkerLostError", "WorkerReady", "WorkerStarting",
+    "WorkerStopped",
 ]

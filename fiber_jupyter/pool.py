@@ -24,7 +24,8 @@ from .jobs import Job
 from .notifier import Notifier
 from .outcomes import CallMode
 from .results import AsyncResult, IMapIterator
-from .scheduler import PoolState, PoolStatus, Scheduler, SchedulerConfig
+from .scheduler import Scheduler, SchedulerConfig
+from .status import PoolState, PoolStatus
 from .backends import backend_class
 
 _pool_numbers = itertools.count(1)

@@ -30,10 +30,8 @@
 from __future__ import annotations
 
 import collections
-import enum
 import itertools
 import logging
-import os
 import threading
 import time
 from dataclasses import dataclass
@@ -41,7 +39,9 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Type
 
 import zmq
 
-from . import protocol, security
+from . import inbox, protocol, security
+from .inbox import Inbox
+from .status import PoolState, PoolStatus
 from .backends import Backend, WorkerExit, WorkerLaunch
 from .errors import (BrokenPoolError, InitializerError, PoolTerminatedError, TaskCancelled,
                      WorkerLostError)
@@ -49,7 +49,7 @@ from .events import (EventStream, PoolEvent, Progress, Scaled, TaskRetried, Task
                      WorkerReady, WorkerStarting, WorkerStopped)
 from .jobs import Batch, BatchState, Job
 from .results import Chunk
-from .workers import CREDIT, WorkerRecord, WorkerState, WorkerTable, choose_workers_to_stop
+from .workers import CREDIT, WorkerRecord, WorkerState, WorkerTable, plan_resize
 
 log = logging.getLogger(__name__)
 
@@ -63,32 +63,10 @@ PROGRESS_INTERVAL = 0.1
 MAX_START_FAILURES = 5
 
 
-class PoolState(enum.Enum):
-    RUNNING = "running"
-    CLOSING = "closing"  # finishing submitted work, then stopping workers
-    TERMINATING = "terminating"
-    BROKEN = "broken"
-    STOPPED = "stopped"
-
-
-@dataclass(frozen=True)
-class PoolStatus:
-    """A snapshot of the pool: ``target`` is wanted, ``live`` connected, ``pending`` starting."""
-
-    state: str
-    target: int
-    live: int
-    pending: int
-    busy: int
-    idle: int
-    lost: int
-    tasks_queued: int
-    tasks_running: int
-    tasks_done: int
-
-
 @dataclass(frozen=True)
 class SchedulerConfig:
+    """One pool's settings, fixed when it is created."""
+
     name: str
     backend: Type[Backend]
     target: Optional[int]
@@ -100,87 +78,8 @@ class SchedulerConfig:
 
     @property
     def heartbeat_interval(self) -> float:
+        # Six beats per timeout: one late or lost beat never looks like a hang.
         return self.heartbeat_timeout / 6
-
-
-class _Reply:
-    """A one-shot answer from the I/O thread to a waiting user thread."""
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-        self.value: Any = None
-
-    def set(self, value: Any) -> None:
-        self.value = value
-        self._event.set()
-
-    def wait(self, timeout: float) -> Any:
-        return self.value if self._event.wait(timeout) else None
-
-
-@dataclass
-class _Submit:
-    job: Job
-
-
-@dataclass
-class _Scale:
-    target: int
-
-
-@dataclass
-class _Cancel:
-    job_id: int
-    reply: _Reply
-
-
-@dataclass
-class _Close:
-    pass
-
-
-@dataclass
-class _Terminate:
-    pass
-
-
-@dataclass
-class _WorkerEnded:
-    exit: WorkerExit
-
-
-class _Wakeup:
-    """A pipe the I/O thread polls; any thread may write to it, even after close."""
-
-    def __init__(self) -> None:
-        self.read_fd, self._write_fd = os.pipe()
-        os.set_blocking(self.read_fd, False)
-        os.set_blocking(self._write_fd, False)
-        # Guards against writing to a closed (and possibly reused) descriptor.
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def wake(self) -> None:
-        with self._lock:
-            if self._closed:
-                return
-            try:
-                os.write(self._write_fd, b"\0")
-            except BlockingIOError:
-                pass  # full pipe: a wakeup is already pending
-
-    def clear(self) -> None:
-        try:
-            while os.read(self.read_fd, 4096):
-                pass
-        except BlockingIOError:
-            pass  # drained
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            os.close(self.read_fd)
-            os.close(self._write_fd)
 
 
 class Scheduler(threading.Thread):
@@ -192,15 +91,14 @@ class Scheduler(threading.Thread):
         self.config = config
         self._events = events
         self._post = post
-        self._commands: "collections.deque[Any]" = collections.deque()
-        self._wakeup = _Wakeup()
+        self._inbox = Inbox()
         self._context = zmq.Context()
         self._secret = security.new_secret()
         self._guard = security.ConnectionGuard(self._context, self._secret)
         self._backend = config.backend(on_exit=self._worker_ended)
         self._router = self._bind_router()
         self._poller = zmq.Poller()
-        for readable in (self._guard.socket, self._wakeup.read_fd, self._router):
+        for readable in (self._guard.socket, self._inbox.fileno(), self._router):
             self._poller.register(readable, zmq.POLLIN)
         self.state = PoolState.RUNNING
         self.broken_reason: Optional[BaseException] = None
@@ -225,9 +123,9 @@ class Scheduler(threading.Thread):
         # Result sinks with news this turn, woken just before the loop sleeps.
         self._to_wake: List[Any] = []
         self._command_handlers: Dict[type, Callable[[Any], None]] = {
-            _Submit: self._on_submit, _Scale: self._on_scale, _Cancel: self._on_cancel,
-            _Close: self._on_close, _Terminate: self._on_terminate,
-            _WorkerEnded: self._on_worker_ended,
+            inbox.Submit: self._on_submit, inbox.Scale: self._on_scale,
+            inbox.Cancel: self._on_cancel, inbox.Close: self._on_close,
+            inbox.Terminate: self._on_terminate, inbox.WorkerEnded: self._on_worker_ended,
         }
         self.status = self._snapshot()
 
@@ -247,29 +145,25 @@ class Scheduler(threading.Thread):
     # Commands: called from any thread ---------------------------------------
 
     def submit(self, job: Job) -> None:
-        self._command(_Submit(job))
+        self._inbox.put(inbox.Submit(job))
 
     def scale(self, target: int) -> None:
-        self._command(_Scale(target))
+        self._inbox.put(inbox.Scale(target))
 
     def cancel(self, job_id: int, timeout: float = 5.0) -> Optional[str]:
         """Cancel a call's work; the description of what was cancelled, or None."""
-        reply = _Reply()
-        self._command(_Cancel(job_id, reply))
+        reply = inbox.Reply()
+        self._inbox.put(inbox.Cancel(job_id, reply))
         return reply.wait(timeout)
 
     def close(self) -> None:
-        self._command(_Close())
+        self._inbox.put(inbox.Close())
 
     def terminate(self) -> None:
-        self._command(_Terminate())
-
-    def _command(self, command: Any) -> None:
-        self._commands.append(command)
-        self._wakeup.wake()
+        self._inbox.put(inbox.Terminate())
 
     def _worker_ended(self, exit: WorkerExit) -> None:
-        self._command(_WorkerEnded(exit))
+        self._inbox.put(inbox.WorkerEnded(exit))
 
     # The I/O thread ----------------------------------------------------------
 
@@ -290,9 +184,8 @@ class Scheduler(threading.Thread):
             ready = dict(self._poller.poll(self._poll_timeout_ms()))
             if self._guard.socket in ready:
                 self._guard.handle()
-            if self._wakeup.read_fd in ready:
-                self._wakeup.clear()
-            self._run_commands()
+            if self._inbox.fileno() in ready:
+                self._run_commands()
             if self._router in ready:
                 self._receive()
             self._check_heartbeats()
@@ -312,11 +205,10 @@ class Scheduler(threading.Thread):
         return max(0, int(1000 * min(until_heartbeat, until_progress)))
 
     def _run_commands(self) -> None:
-        while self._commands:
-            command = self._commands.popleft()
+        for command in self._inbox.drain():
             self._command_handlers[type(command)](command)
 
-    def _on_submit(self, command: _Submit) -> None:
+    def _on_submit(self, command: inbox.Submit) -> None:
         job = command.job
         if self.state is not PoolState.RUNNING:
             self._fail_call(job, self._refusal())
@@ -327,12 +219,12 @@ class Scheduler(threading.Thread):
             self._deliver(job, Chunk(0, 0, 0))
             self._finish_job(job)
 
-    def _on_scale(self, command: _Scale) -> None:
+    def _on_scale(self, command: inbox.Scale) -> None:
         self._target = command.target
         self._target_changed = True
         self._reconcile_needed = True
 
-    def _on_cancel(self, command: _Cancel) -> None:
+    def _on_cancel(self, command: inbox.Cancel) -> None:
         job = self._jobs.get(command.job_id)
         if job is None:
             command.reply.set(None)
@@ -346,18 +238,18 @@ class Scheduler(threading.Thread):
         self._finish_job(job)
         command.reply.set(description)
 
-    def _on_close(self, command: _Close) -> None:
+    def _on_close(self, command: inbox.Close) -> None:
         if self.state is PoolState.RUNNING:
             self.state = PoolState.CLOSING
             self._reconcile_needed = True
 
-    def _on_terminate(self, command: _Terminate) -> None:
+    def _on_terminate(self, command: inbox.Terminate) -> None:
         self.state = PoolState.TERMINATING
         for job in list(self._jobs.values()):
             self._fail_call(job, PoolTerminatedError(f"the pool was terminated before {job.label} finished"))
             self._finish_job(job)
 
-    def _on_worker_ended(self, command: _WorkerEnded) -> None:
+    def _on_worker_ended(self, command: inbox.WorkerEnded) -> None:
         exit = command.exit
         worker = self._workers.remove(exit.worker_id)
         if worker is None:
@@ -618,18 +510,13 @@ class Scheduler(threading.Thread):
         working = self.state is PoolState.RUNNING or (self.state is PoolState.CLOSING
                                                       and self._jobs)
         target = self._target if working else 0
-        workers = list(self._workers)
-        draining = [w for w in workers if w.state is WorkerState.DRAINING]
-        active = [w for w in workers if w.state in (WorkerState.STARTING, WorkerState.READY)]
-        missing = target - len(active)
-        for worker in draining[:max(missing, 0)]:
+        plan = plan_resize(list(self._workers), target)
+        for worker in plan.reactivate:
             self._workers.set_state(worker, WorkerState.READY)
-            missing -= 1
-        if missing > 0:
-            self._launch(missing)
-        elif missing < 0:
-            for worker in choose_workers_to_stop(active, -missing):
-                self._stop_worker(worker)
+        if plan.launch:
+            self._launch(plan.launch)
+        for worker in plan.stop:
+            self._stop_worker(worker)
 
     def _launch(self, count: int) -> None:
         launches = []
@@ -733,7 +620,7 @@ class Scheduler(threading.Thread):
         self._router.close(linger=0)
         self._guard.close()
         self._context.term()
-        self._wakeup.close()
+        self._inbox.close()
         if self.state is not PoolState.BROKEN:
             self.state = PoolState.STOPPED
         self.status = self._snapshot()

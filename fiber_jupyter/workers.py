@@ -147,15 +147,30 @@ class WorkerTable:
             self._hungry.pop(worker.worker_id, None)
 
 
-def choose_workers_to_stop(workers: List[WorkerRecord], count: int) -> List[WorkerRecord]:
-    """Scale-down policy: not-yet-started first, then idle, then the least busy.
+@dataclass(frozen=True)
+class ResizePlan:
+    """What to do to reach a target size."""
 
+    reactivate: List[WorkerRecord]  # draining workers to keep after all
+    launch: int  # new workers to start
+    stop: List[WorkerRecord]  # workers to stop (drained first if busy)
+
+
+def plan_resize(workers: List[WorkerRecord], target: int) -> ResizePlan:
+    """Scale policy: reuse draining workers first; stop not-yet-started, then idle, then least busy.
+
+    Keeping a draining worker costs nothing, starting one costs a process.
     Stopping a worker that has not connected wastes nothing; an idle one loses
     nothing; a busy one is only drained (it finishes what it holds).
     """
-    def cost(worker: WorkerRecord) -> tuple:
-        starting = worker.state is WorkerState.STARTING
-        return (not starting, len(worker.in_flight))
+    active = [w for w in workers if w.state in (WorkerState.STARTING, WorkerState.READY)]
+    draining = [w for w in workers if w.state is WorkerState.DRAINING]
+    missing = target - len(active)
+    if missing >= 0:
+        reactivate = draining[:missing]
+        return ResizePlan(reactivate, missing - len(reactivate), [])
 
-    candidates = [w for w in workers if w.state in (WorkerState.STARTING, WorkerState.READY)]
-    return sorted(candidates, key=cost)[:count]
+    def cost(worker: WorkerRecord) -> tuple:
+        return (worker.state is not WorkerState.STARTING, len(worker.in_flight))
+
+    return ResizePlan([], 0, sorted(active, key=cost)[:-missing])

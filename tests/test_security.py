@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pickle
 import socket
 
@@ -165,8 +164,8 @@ class TestConnectionGuard:
         arrived = bool(server.poll(1000)) if outcome == "HANDSHAKE_SUCCEEDED" else \
             bool(server.poll(0))
         client.disable_monitor()
-        for socket in (monitor, client, server):
-            socket.close(linger=0)
+        for each in (monitor, client, server):
+            each.close(linger=0)
         guard.close()
         context.term()
         return outcome, arrived

@@ -1,8 +1,8 @@
 """Specification of the worker table and the scale-down policy."""
 
 from fiber_jupyter.jobs import Batch, Job
-from fiber_jupyter.workers import (CREDIT, WorkerRecord, WorkerState, WorkerTable,
-                                   choose_workers_to_stop)
+from fiber_jupyter.workers import (CREDIT, ResizePlan, WorkerRecord, WorkerState,
+                                   WorkerTable, plan_resize)
 
 
 def _batch(batch_id: int, count: int = 1) -> Batch:
@@ -64,12 +64,24 @@ def test_draining_and_starting_workers_take_no_batches():
     assert not table.can_take(table.get("w0") or worker) and table.live() == 1
 
 
-def test_scale_down_picks_starting_then_idle_then_least_busy():
+def test_scale_down_stops_starting_then_idle_then_least_busy_workers():
     starting = WorkerRecord("s")
     idle = WorkerRecord("i", state=WorkerState.READY)
     busy = WorkerRecord("b", state=WorkerState.READY, in_flight={1: None, 2: None})
     light = WorkerRecord("l", state=WorkerState.READY, in_flight={3: None})
     draining = WorkerRecord("d", state=WorkerState.DRAINING)
     workers = [busy, light, draining, idle, starting]
-    assert choose_workers_to_stop(workers, 3) == [starting, idle, light]
-    assert choose_workers_to_stop(workers, 10) == [starting, idle, light, busy]
+    assert plan_resize(workers, 1) == ResizePlan([], 0, [starting, idle, light])
+    assert plan_resize(workers, 0).stop == [starting, idle, light, busy]
+
+
+def test_scale_up_keeps_draining_workers_before_launching_new_ones():
+    ready = WorkerRecord("r", state=WorkerState.READY)
+    draining = [WorkerRecord(f"d{i}", state=WorkerState.DRAINING) for i in range(2)]
+    assert plan_resize([ready, *draining], 2) == ResizePlan(draining[:1], 0, [])
+    assert plan_resize([ready, *draining], 5) == ResizePlan(draining, 2, [])
+
+
+def test_at_target_nothing_changes():
+    workers = [WorkerRecord("s"), WorkerRecord("r", state=WorkerState.READY)]
+    assert plan_resize(workers, 2) == ResizePlan([], 0, [])
