@@ -62,7 +62,7 @@ class ResultEncodingError(FiberError, multiprocessing.pool.MaybeEncodingError):
 
 
 class WorkerLostError(FiberError):
-    """A task lost its worker more often than the pool's ``max_retries`` allows.
+    """A task lost its worker once more than the pool's ``max_retries`` allows.
 
     Names the task and every worker exit it saw, so the cause (a segfault, the
     kernel's OOM killer, a call to ``os._exit``) is visible without logs.

@@ -76,7 +76,7 @@ class TaskRetried(PoolEvent):
 
 @dataclass(frozen=True)
 class TasksFailed(PoolEvent):
-    """Tasks gave up after losing their worker ``max_retries`` times."""
+    """Tasks failed: they lost their worker once more than ``max_retries`` allows."""
 
     job_id: int
     label: str
@@ -115,7 +115,7 @@ class Scaled(PoolEvent):
 
 @dataclass(frozen=True)
 class PoolClosed(PoolEvent):
-    """The pool stopped: ``reason`` is "closed", "terminated" or why it broke."""
+    """The pool stopped: ``reason`` is "closing", "terminating" or why it broke."""
 
     reason: str
 

@@ -52,8 +52,9 @@ class Pool:
 
     - ``backend``: where workers run, ``"local"`` (default) or another backend.
     - ``name``: shown in events, widgets and logs.
-    - ``max_retries``: how often a task may lose its worker (crash, kill, hang)
-      before it fails with :class:`~fiber_jupyter.WorkerLostError`.
+    - ``max_retries``: how often a task that lost its worker (crash, kill,
+      hang) is run again; the default 2 fails a task at its third loss, with a
+      :class:`~fiber_jupyter.WorkerLostError` naming it and every exit.
     - ``heartbeat_timeout``: seconds of silence after which a worker counts as
       hung (for example SIGSTOPped) and is replaced.
     - ``start_timeout``: seconds a new worker may take to connect.
@@ -62,7 +63,7 @@ class Pool:
     def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable] = None,
                  initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None, *,
                  backend: Optional[str] = None, name: Optional[str] = None,
-                 max_retries: int = 3, heartbeat_timeout: float = 30.0,
+                 max_retries: int = 2, heartbeat_timeout: float = 30.0,
                  start_timeout: float = 60.0) -> None:
         if processes is not None:
             processes = _positive_int("processes", processes)

@@ -45,7 +45,7 @@ from .status import PoolState, PoolStatus
 from .backends import Backend, WorkerExit, WorkerLaunch
 from .errors import (BrokenPoolError, InitializerError, PoolTerminatedError, TaskCancelled,
                      WorkerLostError)
-from .events import (EventStream, PoolEvent, Progress, Scaled, TaskRetried, TasksFailed, WorkerLost,
+from .events import (EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskRetried, TasksFailed, WorkerLost,
                      WorkerReady, WorkerStarting, WorkerStopped)
 from .jobs import Batch, BatchState, Job
 from .results import Chunk
@@ -407,20 +407,25 @@ class Scheduler(threading.Thread):
         return interrupted
 
     def _requeue(self, worker: WorkerRecord, reason: str) -> int:
-        """Send a lost worker's batches back to the queue, or fail those out of retries."""
+        """Send a lost worker's batches back to the queue, or fail those out of retries.
+
+        Only the oldest batch was running (a worker runs its batches in the
+        order they were sent), so only it is charged with the loss; the ones
+        queued behind it never ran and go back as they were. Otherwise a task
+        that kills workers would take innocent neighbours down with it.
+        """
         requeued = 0
-        now = time.time()
-        for batch in worker.in_flight.values():
-            if batch.state is not BatchState.RUNNING:
-                continue
-            batch.losses.append(f"{worker.worker_id}: {reason}")
-            batch.lost_at = now
+        held = [b for b in worker.in_flight.values() if b.state is BatchState.RUNNING]
+        for position, batch in enumerate(held):
+            if position == 0:
+                batch.losses.append(f"{worker.worker_id}: {reason}")
+                batch.lost_at = time.time()
+                batch.job.retries += batch.count
             if len(batch.losses) > self.config.max_retries:
                 self._give_up(batch)
                 continue
             batch.state = BatchState.QUEUED
             batch.worker_id = None
-            batch.job.retries += batch.count
             self._retries.append(batch)
             requeued += batch.count
         return requeued
@@ -621,6 +626,8 @@ class Scheduler(threading.Thread):
         self._guard.close()
         self._context.term()
         self._inbox.close()
+        reason = self.state.value if self.state is not PoolState.BROKEN else str(self.broken_reason)
         if self.state is not PoolState.BROKEN:
             self.state = PoolState.STOPPED
         self.status = self._snapshot()
+        self._emit(PoolClosed(self.config.name, reason))

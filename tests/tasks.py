@@ -40,6 +40,12 @@ def die_on(x, poison, code=None):
     return x
 
 
+def die_on_pair(pair):
+    """``die_on`` for imap: the item is the (x, poison) pair, returned when it survives."""
+    die_on(*pair)
+    return pair
+
+
 def kill_self_once(x, marker_dir):
     """Kill the worker the first time item ``x`` runs; succeed when retried."""
     marker = os.path.join(marker_dir, f"ran-{x}")

@@ -17,7 +17,7 @@ import pytest
 import fiber_jupyter
 
 from . import tasks
-from .conftest import is_pid_alive, wait_for, worker_pids
+from .conftest import EventRecorder, is_pid_alive, wait_for, worker_pids
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -145,3 +145,13 @@ def test_an_idle_pool_answers_at_once_after_a_pause(make_pool):
     threading.Event().wait(3.0)
     assert pool.map_async(tasks.square, range(10)).get(timeout=10) == [x * x for x in range(10)]
     assert pool.status().lost == 0
+
+
+def test_the_last_event_of_a_pool_says_how_it_closed():
+    for ending, reason in (("close", "closing"), ("terminate", "terminating")):
+        pool = fiber_jupyter.Pool(1)
+        events = EventRecorder(pool)
+        pool.map(tasks.square, range(3))
+        getattr(pool, ending)()
+        pool.join()
+        assert events.next(fiber_jupyter.PoolClosed).reason == reason

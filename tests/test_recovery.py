@@ -97,3 +97,13 @@ def test_a_task_exception_is_a_result_and_the_worker_survives(make_pool):
         pool.apply(divmod, (1, 0))
     assert pool.apply(tasks.getpid) == pid
     assert pool.status().lost == 0
+
+
+def test_tasks_queued_behind_a_crashing_task_are_not_blamed_for_its_crashes(make_pool):
+    pool = make_pool(1, max_retries=1)
+    results = pool.imap(tasks.die_on_pair, [(x, 0) for x in range(8)], chunksize=1)
+    with pytest.raises(WorkerLostError) as caught:
+        next(results)
+    assert caught.value.task == "task 0 of map(die_on_pair)"
+    assert len(caught.value.exits) == 2
+    assert list(results) == [(x, 0) for x in range(1, 8)]
