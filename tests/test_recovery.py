@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 
 import pytest
 
-from fiber_jupyter import TaskRetried, WorkerLost, WorkerLostError, WorkerReady
+from fiber_jupyter import (BrokenPoolError, InitializerError, TaskRetried, WorkerLost,
+                           WorkerLostError, WorkerReady)
+from fiber_jupyter.backends import local
 
 from . import tasks
 from .conftest import EventRecorder, wait_for
@@ -107,3 +110,31 @@ def test_tasks_queued_behind_a_crashing_task_are_not_blamed_for_its_crashes(make
     assert caught.value.task == "task 0 of map(die_on_pair)"
     assert len(caught.value.exits) == 2
     assert list(results) == [(x, 0) for x in range(1, 8)]
+
+
+def _raise_in_initializer(message):
+    raise RuntimeError(message)
+
+
+def test_an_initializer_that_raises_breaks_the_pool_with_its_traceback(make_pool):
+    pool = make_pool(2, initializer=_raise_in_initializer, initargs=("no GPU here",))
+    with pytest.raises(BrokenPoolError) as caught:
+        pool.map(tasks.square, range(4))
+    assert isinstance(caught.value, InitializerError)
+    assert "the pool's initializer raised in worker w" in str(caught.value)
+    assert "RuntimeError: no GPU here" in str(caught.value)
+    with pytest.raises(BrokenPoolError, match="is broken: the pool's initializer raised"):
+        pool.apply(tasks.square, (2,))
+
+
+def test_workers_that_cannot_start_break_the_pool_instead_of_restarting_forever(
+        make_pool, monkeypatch):
+    monkeypatch.setattr(local, "worker_command",
+                        lambda launch: [sys.executable, "-c", "raise SystemExit(3)"])
+    pool = make_pool(2)
+    with pytest.raises(BrokenPoolError) as caught:
+        pool.map(tasks.square, range(4))
+    message = str(caught.value)
+    assert "5 workers in a row ended before connecting" in message
+    assert "exit 3" in message
+    assert "'python -m fiber_jupyter.worker' runs in the workers' environment" in message
