@@ -19,8 +19,9 @@ $(VENV)/.installed: $(BIN)/python setup.py pyproject.toml
 start: $(VENV)/.installed
 	$(BIN)/python notebooks/demo.py
 
-## test: install, then run the whole test suite
+## test: install, then lint and run the whole test suite
 test: $(VENV)/.installed
+	$(BIN)/ruff check fiber_jupyter tests bench
 	$(BIN)/python -m pytest
 
 ## bench: compare with multiprocessing, loky, ipyparallel, Dask and Ray (installs them)

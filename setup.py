@@ -23,7 +23,7 @@ setup(
         "cloudpickle>=2.2",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout", "numpy", "psutil", "hypothesis"],
+        "test": ["pytest>=7", "pytest-timeout", "numpy", "psutil", "hypothesis", "ruff"],
     },
     classifiers=[
         "Framework :: Jupyter",

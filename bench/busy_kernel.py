@@ -33,16 +33,20 @@ def _run(pool, seconds, count, busy):
     return time.perf_counter() - t0
 
 
+def _median_run(pool, seconds, count, busy):
+    return statistics.median(_run(pool, seconds, count, busy) for _ in range(REPETITIONS))
+
+
 def main():
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = ["| task | caller waiting: measured/ideal | caller spinning: measured/ideal | slowdown |",
-            "|---|---|---|---|"]
+    rows = ["| task | caller waiting: measured/ideal | caller spinning: measured/ideal "
+            "| slowdown |", "|---|---|---|---|"]
     with fiber_jupyter.Pool(WORKERS) as pool:
         pool.map(abs, range(2 * WORKERS))
         for seconds, count in CASES:
             ideal = seconds * count / WORKERS
-            waiting = statistics.median(_run(pool, seconds, count, False) for _ in range(REPETITIONS))
-            spinning = statistics.median(_run(pool, seconds, count, True) for _ in range(REPETITIONS))
+            waiting = _median_run(pool, seconds, count, busy=False)
+            spinning = _median_run(pool, seconds, count, busy=True)
             rows.append(f"| {seconds * 1e3:g} ms x {count} | {waiting / ideal:.3f} | "
                         f"{spinning / ideal:.3f} | {spinning / waiting:.3f}x |")
     print("\n".join(rows))

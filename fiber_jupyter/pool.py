@@ -229,7 +229,7 @@ class Pool:
     def __del__(self) -> None:
         if getattr(self, "_state", None) is _ApiState.RUN:
             warnings.warn(f"unclosed running fiber_jupyter pool {self.name}", ResourceWarning,
-                          source=self)
+                          stacklevel=2, source=self)
 
 
 def _shut_down(scheduler: Scheduler, notifier: Notifier) -> None:
@@ -244,7 +244,8 @@ def _optional_chunksize(chunksize: Optional[int]) -> Optional[int]:
     return None if chunksize is None else _positive_int("chunksize", chunksize)
 
 
-def _consume(iterable: Iterable, chunksize: Optional[int]) -> Tuple[List[Any], Optional[BaseException]]:
+def _consume(iterable: Iterable,
+             chunksize: Optional[int]) -> Tuple[List[Any], Optional[BaseException]]:
     """Read the input in the caller's thread; an error ends it like CPython's pool.
 
     The items before the failing one are kept, rounded down to whole chunks

@@ -45,8 +45,8 @@ from .status import PoolState, PoolStatus
 from .backends import Backend, WorkerExit, WorkerLaunch
 from .errors import (BrokenPoolError, InitializerError, PoolTerminatedError, TaskCancelled,
                      WorkerLostError)
-from .events import (EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskRetried, TasksFailed, WorkerLost,
-                     WorkerReady, WorkerStarting, WorkerStopped)
+from .events import (EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskRetried,
+                     TasksFailed, WorkerLost, WorkerReady, WorkerStarting, WorkerStopped)
 from .jobs import Batch, BatchState, Job
 from .results import Chunk
 from .workers import CREDIT, WorkerRecord, WorkerState, WorkerTable, plan_resize
@@ -246,7 +246,8 @@ class Scheduler(threading.Thread):
     def _on_terminate(self, command: inbox.Terminate) -> None:
         self.state = PoolState.TERMINATING
         for job in list(self._jobs.values()):
-            self._fail_call(job, PoolTerminatedError(f"the pool was terminated before {job.label} finished"))
+            terminated = f"the pool was terminated before {job.label} finished"
+            self._fail_call(job, PoolTerminatedError(terminated))
             self._finish_job(job)
 
     def _on_worker_ended(self, command: inbox.WorkerEnded) -> None:

@@ -110,7 +110,8 @@ class ControlLink(threading.Thread):
         self._running = running
         self._main_thread = threading.main_thread().ident
         self._watch_stdin = options.secret_from == "stdin"
-        self._dealer = _dealer(context, options.worker_id + protocol.CONTROL_SUFFIX, options, secret)
+        identity = options.worker_id + protocol.CONTROL_SUFFIX
+        self._dealer = _dealer(context, identity, options, secret)
         self._stop_requests = context.socket(zmq.PAIR)
         self._stop_requests.bind(_STOP_ENDPOINT)
 

@@ -65,7 +65,7 @@ class EventRecorder:
 
 
 def worker_pids(pool: Optional[fiber_jupyter.Pool] = None) -> List[int]:
-    """Pids of live worker processes of this process (of any pool; the argument documents intent)."""
+    """Pids of this process's live workers (of any pool; the argument documents intent)."""
     me = psutil.Process()
     pids = []
     for child in me.children(recursive=True):

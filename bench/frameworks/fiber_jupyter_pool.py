@@ -30,7 +30,8 @@ class FiberHandle(PoolHandle):
         try:
             status = self.pool.status()
             if status.live < status.target and not ready.wait(READY_TIMEOUT_S):
-                raise RuntimeError(f"pool not ready after {READY_TIMEOUT_S} s: {self.pool.status()}")
+                status = self.pool.status()
+                raise RuntimeError(f"pool not ready after {READY_TIMEOUT_S} s: {status}")
         finally:
             self.pool.events.unsubscribe(on_event)
 
