@@ -1,6 +1,8 @@
 """Specification of the wire format: encode and decode are exact inverses."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 import zmq
 
 from fiber_jupyter import protocol
@@ -49,3 +51,22 @@ def test_bad_frames_raise_protocol_error_naming_the_problem(frames, error):
 
 def test_each_kind_byte_is_unique():
     assert len(protocol.MESSAGE_TYPES) == 8
+
+
+@given(st.lists(st.binary(max_size=64), max_size=6))
+def test_decoding_arbitrary_frames_yields_a_message_or_a_protocol_error(frames):
+    try:
+        message, body = protocol.decode(frames)
+    except protocol.ProtocolError:
+        return
+    assert type(message) in protocol.MESSAGE_TYPES.values()
+    assert body == frames[2:]
+
+
+@given(st.integers(min_value=0), st.integers(min_value=0), st.sampled_from([0, 1, 2]),
+       st.integers(min_value=0, max_value=10**6), st.booleans(),
+       st.lists(st.integers(min_value=0), max_size=5).map(tuple))
+def test_run_messages_round_trip_for_any_field_values(batch_id, job_id, mode, count,
+                                                      included, forget):
+    run = protocol.Run(batch_id, job_id, mode, count, included, forget)
+    assert protocol.decode(protocol.encode(run))[0] == run
