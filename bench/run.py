@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # Import the harness as the ``bench`` package, as child.py does.
 sys.path[0] = str(ROOT)
 
-from bench import frameworks, report, workloads  # noqa: E402
+from bench import frameworks, report, sections, workloads  # noqa: E402
 
 log = logging.getLogger("bench.run")
 CHILD = ROOT / "bench" / "child.py"
@@ -299,8 +299,7 @@ def main():
         "versions": _versions(),
     }
     text = report.render(results, run)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    sections.write(args.out, sections.PEERS, text)
     log.info("report written to %s", args.out)
     sys.stdout.write(text)
 

@@ -139,9 +139,9 @@ def test_functions_and_classes_defined_in_main_after_the_pool_started_work():
 
 
 def test_an_idle_pool_answers_at_once_after_a_pause(make_pool):
-    pool = make_pool(2, heartbeat_timeout=1.0)
+    pool = make_pool(2, heartbeat_timeout=1.5)
     pool.map(tasks.square, range(4))
-    # Idle across several heartbeat periods: nothing is resent or dropped.
+    # Idle for two heartbeat timeouts (twelve heartbeats): nothing is resent or dropped.
     threading.Event().wait(3.0)
     assert pool.map_async(tasks.square, range(10)).get(timeout=10) == [x * x for x in range(10)]
     assert pool.status().lost == 0
