@@ -134,6 +134,10 @@ class Scheduler(threading.Thread):
         router.router_mandatory = True  # an unroutable send raises instead of vanishing
         router.sndhwm = router.rcvhwm = 0  # never drop: worker credit bounds the traffic
         router.linger = 0
+        # Thousands of workers connect at once when a big pool starts; with the
+        # default backlog of 100 the kernel drops connects and clients retry
+        # seconds later (2,048 simulated workers: 2.6-31 s to start, 1.3 s with this).
+        router.backlog = 8192
         self._guard.protect(router)
         router.bind_to_random_port(f"tcp://{self._backend.listen_host}")
         return router
@@ -183,7 +187,7 @@ class Scheduler(threading.Thread):
         while not self._finished():
             ready = dict(self._poller.poll(self._poll_timeout_ms()))
             if self._guard.socket in ready:
-                self._guard.handle()
+                self._guard.handle_pending()
             if self._inbox.fileno() in ready:
                 self._run_commands()
             if self._router in ready:
@@ -200,6 +204,8 @@ class Scheduler(threading.Thread):
         return self.state is PoolState.CLOSING and not self._jobs and not len(self._workers)
 
     def _poll_timeout_ms(self) -> int:
+        if self._reconcile_needed:
+            return 0  # e.g. a new pool: start its workers now, not at the next heartbeat check
         until_heartbeat = self._next_heartbeat_check - time.monotonic()
         until_progress = self._next_report - time.monotonic() if self._jobs else until_heartbeat
         return max(0, int(1000 * min(until_heartbeat, until_progress)))
@@ -516,6 +522,12 @@ class Scheduler(threading.Thread):
         working = self.state is PoolState.RUNNING or (self.state is PoolState.CLOSING
                                                       and self._jobs)
         target = self._target if working else 0
+        counts = self._workers.counts
+        active = counts[WorkerState.STARTING] + counts[WorkerState.READY]
+        if active == target or (active < target and not counts[WorkerState.DRAINING]):
+            if active < target:
+                self._launch(target - active)
+            return  # the common cases, without a pass over every worker
         plan = plan_resize(list(self._workers), target)
         for worker in plan.reactivate:
             self._workers.set_state(worker, WorkerState.READY)

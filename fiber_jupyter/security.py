@@ -55,9 +55,12 @@ class ConnectionGuard:
         server.plain_server = True
         server.zap_domain = ZAP_DOMAIN.encode()
 
-    def handle(self) -> None:
-        """Answer one pending ZAP request (call when :attr:`socket` is readable)."""
-        request = self.socket.recv_multipart()
+    def handle_pending(self) -> None:
+        """Answer every pending ZAP request (call when :attr:`socket` is readable)."""
+        while self.socket.poll(0):
+            self._answer(self.socket.recv_multipart())
+
+    def _answer(self, request: list) -> None:
         request_id = request[1] if len(request) > 1 else b""
         if self._accepts(request):
             reply = [_ZAP_VERSION, request_id, b"200", b"OK", USERNAME.encode(), b""]

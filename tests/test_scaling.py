@@ -82,3 +82,11 @@ def test_scale_up_again_keeps_draining_workers_instead_of_starting_new_ones(make
     assert len(set(both_busy.get(timeout=30))) == 2
     wait_for(lambda: pool.status().live == 2 and pool.status().pending == 0)
     assert pool.status().lost == 0
+
+
+def test_a_new_pool_starts_its_workers_before_any_call(make_pool):
+    # A long heartbeat period means no periodic wakeup could start them instead.
+    pool = make_pool(2, heartbeat_timeout=600)
+    events = EventRecorder(pool)
+    events.next(Scaled, where=lambda s: s.live == 2, timeout=30)
+    assert pool.status().live == 2

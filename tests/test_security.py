@@ -178,7 +178,7 @@ class TestConnectionGuard:
             ready = dict(poller.poll(30_000))
             assert ready, "no handshake outcome within 30 s"
             if guard.socket in ready:
-                guard.handle()
+                guard.handle_pending()
             if monitor in ready:
                 event = zmq.utils.monitor.recv_monitor_message(monitor)["event"]
                 if "HANDSHAKE" in event.name:
