@@ -71,9 +71,6 @@ def start_pool(workers, timeout, **options):
     started = time.time()
     pool = fiber_jupyter.Pool(workers, **options)
     events = EventLog(pool)
-    # A new pool launches nothing until a command wakes its scheduler (or its
-    # first heartbeat check, 5 s later): scaling to the same size is that command.
-    pool.scale(workers)
     try:
         if pool.status().live == workers:  # up before we subscribed: only a bound is known
             return pool, events, time.time() - started
