@@ -38,6 +38,18 @@ class _ApiState(enum.Enum):
     TERMINATE = "TERMINATE"
 
 
+def _check_options(initializer: Optional[Callable], max_retries: int,
+                   heartbeat_timeout: float, start_timeout: float) -> None:
+    if initializer is not None and not callable(initializer):
+        raise TypeError(f"initializer must be callable, got {initializer!r}")
+    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
+        raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
+    for label, seconds in (("heartbeat_timeout", heartbeat_timeout),
+                           ("start_timeout", start_timeout)):
+        if isinstance(seconds, bool) or not isinstance(seconds, numbers.Real) or seconds <= 0:
+            raise ValueError(f"{label} must be a positive number of seconds, got {seconds!r}")
+
+
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise PoolSizeError(f"{name} must be a positive integer, got {value!r}")
@@ -65,26 +77,22 @@ class Pool:
                  backend: Optional[str] = None, name: Optional[str] = None,
                  max_retries: int = 2, heartbeat_timeout: float = 30.0,
                  start_timeout: float = 60.0) -> None:
-        if processes is not None:
-            processes = _positive_int("processes", processes)
-        if maxtasksperchild is not None:
-            maxtasksperchild = _positive_int("maxtasksperchild", maxtasksperchild)
-        if initializer is not None and not callable(initializer):
-            raise TypeError(f"initializer must be callable, got {initializer!r}")
-        if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-            raise ValueError(f"max_retries must be a non-negative integer, got {max_retries!r}")
-        for label, seconds in (("heartbeat_timeout", heartbeat_timeout),
-                               ("start_timeout", start_timeout)):
-            if not isinstance(seconds, numbers.Real) or seconds <= 0:
-                raise ValueError(f"{label} must be a positive number of seconds, got {seconds!r}")
-        self.name = name or f"pool-{next(_pool_numbers)}"
+        _check_options(initializer, max_retries, heartbeat_timeout, start_timeout)
+        size = None if processes is None else _positive_int("processes", processes)
+        lifetime = (None if maxtasksperchild is None
+                    else _positive_int("maxtasksperchild", maxtasksperchild))
+        init = serialization.dumps_inline((initializer, tuple(initargs))) if initializer else None
+        config = SchedulerConfig(name or f"pool-{next(_pool_numbers)}", backend_class(backend),
+                                 size, init, lifetime, max_retries, float(heartbeat_timeout),
+                                 float(start_timeout))
+        self.name = config.name
         self.events = EventStream()
         self._notifier = Notifier(self.name)
-        init = serialization.dumps_inline((initializer, tuple(initargs))) if initializer else None
-        config = SchedulerConfig(self.name, backend_class(backend), processes, init,
-                                 maxtasksperchild, max_retries, float(heartbeat_timeout),
-                                 float(start_timeout))
-        self._scheduler = Scheduler(config, self.events, self._notifier.post)
+        try:
+            self._scheduler = Scheduler(config, self.events, self._notifier.post)
+        except BaseException:
+            self._notifier.close()
+            raise
         self._state = _ApiState.RUN
         self._scheduler.start()
         self._finalizer = weakref.finalize(self, _shut_down, self._scheduler, self._notifier)
