@@ -156,10 +156,17 @@ class Pool:
 
     def imap(self, func: Callable, iterable: Iterable,
              chunksize: Optional[int] = None) -> IMapIterator:
+        """Results in order, as they become available.
+
+        Like every call, it reads the whole input before returning (CPython's
+        pool does so eagerly too, in a thread); an endless generator never returns.
+        ``chunksize=None`` batches automatically, where CPython's default is 1.
+        """
         return self._imap(func, iterable, chunksize, ordered=True)
 
     def imap_unordered(self, func: Callable, iterable: Iterable,
                        chunksize: Optional[int] = None) -> IMapIterator:
+        """Results in the order they finish; otherwise as :meth:`imap`."""
         return self._imap(func, iterable, chunksize, ordered=False)
 
     def _map_async(self, func: Callable, iterable: Iterable, chunksize: Optional[int],
