@@ -21,9 +21,12 @@ setup(
     install_requires=[
         "pyzmq>=25",
         "cloudpickle>=2.2",
+        "ipykernel>=6.29",
+        "ipython",
     ],
     extras_require={
-        "test": ["pytest>=7", "pytest-timeout", "numpy", "psutil", "hypothesis", "ruff"],
+        "test": ["pytest>=7", "pytest-timeout", "numpy", "psutil", "hypothesis", "ruff",
+                 "jupyter_client"],
     },
     classifiers=[
         "Framework :: Jupyter",

@@ -5,6 +5,8 @@ run as local processes or on a cluster, can be added or removed while it
 works, and are replaced when they crash, without losing or repeating a result.
 """
 
+from typing import TYPE_CHECKING
+
 from .errors import (BrokenPoolError, FiberError, InitializerError, PoolSizeError,
                      PoolStateError, PoolTerminatedError, RemoteError, RemoteTraceback,
                      ResultEncodingError, TaskCancelled, TimeoutError, WorkerLostError)
@@ -13,6 +15,9 @@ from .events import (EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskR
 from .pool import Pool
 from .results import AsyncResult, IMapIterator
 from .status import PoolStatus
+
+if TYPE_CHECKING:  # only for the extension hooks' annotations: IPython stays unimported
+    from IPython.core.interactiveshell import InteractiveShell
 
 __version__ = "0.1.0"
 
@@ -24,3 +29,21 @@ __all__ = [
     "TimeoutError", "WorkerLost", "WorkerLostError", "WorkerReady", "WorkerStarting",
     "WorkerStopped",
 ]
+
+
+def load_ipython_extension(ipython: "InteractiveShell") -> None:
+    """``%load_ext fiber_jupyter``: register the ``%fiber_*`` magics in this shell.
+
+    The Jupyter layer is imported here, not at the top, so that importing
+    fiber_jupyter (in a worker, a script, a test) never imports IPython.
+    """
+    from .jupyter import magics
+
+    magics.load(ipython)
+
+
+def unload_ipython_extension(ipython: "InteractiveShell") -> None:
+    """``%unload_ext fiber_jupyter``: remove the magics and shut down their pools."""
+    from .jupyter import magics
+
+    magics.unload(ipython)

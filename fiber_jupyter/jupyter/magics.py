@@ -1,0 +1,313 @@
+"""The ``%fiber_*`` magics: start, scale, show and shut down the kernel's pools.
+
+::
+
+    %fiber_pool [N]          start the notebook's pool, or resize it, and show it
+    %fiber_scale N           set a pool's target number of workers
+    %fiber_status [NAME]     a table of every pool of this kernel
+    %fiber_shutdown [NAME]   terminate a pool and wait for its workers (or --all)
+
+Thin on purpose: ``magic_arguments`` parses and checks every option (with the
+converters in ``options.py``), the bodies call the public Pool API through the
+kernel's :class:`~.registry.PoolRegistry`, and misuse is a one-line UsageError.
+What a magic did is printed, so it shows wherever the magic sits in a cell, as
+IPython's own magics report; tables are returned, so they display as the
+cell's result and can be assigned.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import os
+import threading
+from typing import Any, Iterable, List, Optional, Tuple
+
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic_arguments import (argument, argument_group, magic_arguments,
+                                          parse_argstring)
+
+from ..errors import FiberError
+from ..events import PoolEvent, Scaled
+from ..pool import Pool
+from ..status import PoolState
+from . import options
+from .registry import PoolOptions, PoolRegistry, UnknownPoolError
+from .status_text import StatusRow, render_status
+
+# The name, and the variable, of a notebook's pool when none is given.
+DEFAULT_POOL = "pool"
+# States in which %fiber_pool starts a new pool under the name: none yet, or
+# one that can never run again.
+_REPLACEABLE = (None, PoolState.STOPPED.value, PoolState.BROKEN.value)
+# Seconds to wait for the scheduler to take a new target before showing the
+# pool. It does so on its next turn, normally within a millisecond; should a
+# very busy turn run longer, the table shown is one turn old, and the cell
+# still returns.
+TARGET_TIMEOUT = 5.0
+
+
+class PlainText(str):
+    """Text the notebook shows as it is, where a ``str`` result would be shown quoted."""
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(self)
+
+
+@magics_class
+class FiberMagics(Magics):
+    """The ``%fiber_*`` magics of one kernel, over the registry of its pools."""
+
+    def __init__(self, shell: InteractiveShell, registry: PoolRegistry) -> None:
+        super().__init__(shell)
+        self.registry = registry
+
+    @magic_arguments()
+    @argument("size", nargs="?", metavar="N", type=options.positive_int,
+              help="target number of workers (default for a new pool: the backend's "
+                   "natural size; a running pool keeps its size)")
+    @argument("--backend", choices=options.BACKEND_CHOICES,
+              help="where workers run: local processes, or pods when the kernel runs "
+                   f"in Kubernetes ({options.IN_CLUSTER_VARIABLE} is set)")
+    @argument("--name", type=options.pool_name, default=DEFAULT_POOL,
+              help=f"the pool's name in %%fiber_status and events (default: {DEFAULT_POOL})")
+    @argument("-o", dest="variable", metavar="VAR", type=options.variable_name,
+              default=DEFAULT_POOL, help=f"variable to bind the pool to (default: {DEFAULT_POOL})")
+    @argument("--max-retries", type=options.non_negative_int,
+              help="how often a task that lost its worker runs again before it fails "
+                   f"(default: {options.DEFAULT_MAX_RETRIES})")
+    @argument_group("resource hints", "Per worker, for remote backends only.")
+    @argument("--cpu", type=options.cpu_quantity, help="CPU cores, e.g. 2, 0.5 or 500m")
+    @argument("--memory", type=options.memory_quantity, help="memory, e.g. 512Mi or 4Gi")
+    @argument("--gpu", type=options.positive_int, help="number of GPUs")
+    @argument("--image", type=options.image_reference, help="container image of the workers")
+    @argument("--namespace", type=options.namespace_name, help="Kubernetes namespace")
+    @line_magic
+    def fiber_pool(self, line: str) -> PlainText:
+        """Start the notebook's pool, or resize the running pool of that name, and show it.
+
+        The pool is bound to a variable (``pool`` unless -o names another) and
+        runs until %fiber_shutdown or the end of the kernel. Running the cell
+        again resizes the pool instead of starting a second one, so a notebook
+        states the size of its pool in one place.
+
+        Workers are local processes unless the kernel runs inside Kubernetes
+        (KUBERNETES_SERVICE_HOST is set) and the kubernetes backend is
+        installed, where they default to pods. The
+        backend and --max-retries are fixed when a pool starts: shut it down
+        to change them. Resource hints describe each remote worker; the local
+        backend refuses them.
+
+        Examples:
+
+          %fiber_pool 8                     eight local workers, as `pool`
+          %fiber_pool                       one worker per CPU core
+          %fiber_pool 64 --name es -o es    a second pool, as `es`
+          %fiber_pool 128 --backend kubernetes --cpu 1 --memory 2Gi
+                                            pods (once a kubernetes backend is installed)
+
+        See also: %fiber_scale, %fiber_status, %fiber_shutdown.
+        """
+        args = _parse(self.fiber_pool, line)
+        state = self._state(args.name)
+        if state == PoolState.RUNNING.value:
+            pool, report = self._resize(args)
+        elif state in _REPLACEABLE:
+            pool, report = self._start(args)
+        else:  # closing: its last calls are still running
+            raise UsageError(f"pool {args.name!r} is {state}: wait for it, or stop it now "
+                             f"with %fiber_shutdown {args.name}")
+        print(report + self._bind(args.variable, pool))
+        return self._table([pool])
+
+    @magic_arguments()
+    @argument("size", metavar="N", type=options.positive_int, help="target number of workers")
+    @argument("--name", type=options.pool_name, default=DEFAULT_POOL,
+              help=f"the pool to scale (default: {DEFAULT_POOL})")
+    @line_magic
+    def fiber_scale(self, line: str) -> PlainText:
+        """Set a pool's target number of workers, and show the pool.
+
+        The pool grows or shrinks toward the target, also while a map runs:
+        new workers take tasks as soon as they connect, surplus ones stop
+        idle workers first and finish what they hold.
+        """
+        args = _parse(self.fiber_scale, line)
+        pool = self._pool(args.name)
+        print(scale_pool(pool, args.size))
+        return self._table([pool])
+
+    @magic_arguments()
+    @argument("name", nargs="?", type=options.pool_name, help="show only this pool")
+    @line_magic
+    def fiber_status(self, line: str) -> PlainText:
+        """Show every pool of this kernel as a table.
+
+        Per pool: backend and state; workers asked for (target), connected
+        (live), starting (pending), running tasks (busy) or not (idle), and
+        lost to crashes or hangs since the pool started; tasks waiting
+        (queued), on a worker (running) and finished (done).
+        """
+        args = _parse(self.fiber_status, line)
+        pools = [self._pool(args.name)] if args.name else self.registry.pools()
+        if not pools:
+            return PlainText("no pools in this kernel; start one with %fiber_pool")
+        return self._table(pools)
+
+    @magic_arguments()
+    @argument("name", nargs="?", type=options.pool_name,
+              help=f"the pool to shut down (default: {DEFAULT_POOL})")
+    @argument("--all", action="store_true", help="shut down every pool of this kernel")
+    @line_magic
+    def fiber_shutdown(self, line: str) -> None:
+        """Terminate a pool and wait until its workers have exited.
+
+        Calls still waiting on it fail. Variables that refer to the pool keep
+        it, terminated; the report names them, so nothing is unbound behind
+        your back.
+        """
+        args = _parse(self.fiber_shutdown, line)
+        if args.all and args.name:
+            raise UsageError("give a pool name or --all, not both")
+        names = self.registry.names() if args.all else [self._pool(args.name or DEFAULT_POOL).name]
+        self._shut_down(names)
+        if not names:
+            print("no pools to shut down")
+
+    def close(self) -> None:
+        """Shut down every pool, saying so: the extension is being unloaded."""
+        self._shut_down(self.registry.names())
+
+    # Helpers -----------------------------------------------------------------
+
+    def _start(self, args: argparse.Namespace) -> Tuple[Pool, str]:
+        backend = options.resolve_backend(args.backend, os.environ)
+        options.check_resource_hints(backend, vars(args))
+        replacing = ""
+        if args.name in self.registry:
+            replacing = f", replacing the {self.registry.get(args.name).status().state} one"
+            self.registry.shutdown(args.name)
+        max_retries = (options.DEFAULT_MAX_RETRIES if args.max_retries is None
+                       else args.max_retries)
+        pool = self.registry.create(args.name, args.size, PoolOptions(backend, max_retries))
+        target = _workers(pool.status().target)
+        return pool, f"started pool {pool.name!r} ({backend}, {target}){replacing}"
+
+    def _resize(self, args: argparse.Namespace) -> Tuple[Pool, str]:
+        pool = self.registry.get(args.name)
+        started = self.registry.options(args.name)
+        for flag, asked, fixed in (("--backend", args.backend, started.backend),
+                                   ("--max-retries", args.max_retries, started.max_retries)):
+            if asked is not None and asked != fixed:
+                raise UsageError(f"pool {pool.name!r} was started with {flag} {fixed}, which "
+                                 f"is fixed: %fiber_shutdown {pool.name} first to change it")
+        options.check_resource_hints(started.backend, vars(args))
+        if args.size is None:
+            return pool, f"pool {pool.name!r} ({pool.backend}) is running"
+        return pool, scale_pool(pool, args.size)
+
+    def _bind(self, variable: str, pool: Pool) -> str:
+        """Bind ``pool`` in the user's namespace; say what the variable held before."""
+        previous = self.shell.user_ns.get(variable)
+        if previous is pool:
+            return ""
+        self.shell.push({variable: pool})
+        if previous is None:
+            return f"; bound to `{variable}`"
+        if isinstance(previous, Pool):
+            held = f"pool {previous.name!r} ({previous.status().state})"
+        else:
+            held = f"a value of type {type(previous).__name__}"
+        return f"; bound to `{variable}`, which held {held}"
+
+    def _shut_down(self, names: Iterable[str]) -> None:
+        for name in names:
+            pool = self.registry.get(name)
+            status = pool.status()
+            self.registry.shutdown(name)
+            stopped = _workers(status.live + status.pending)
+            report = f"shut down pool {name!r} ({pool.backend}, {stopped} stopped)"
+            holders = self._variables_holding(pool)
+            if holders:
+                verb = "refers" if len(holders) == 1 else "refer"
+                report += f"; {', '.join(f'`{v}`' for v in holders)} still {verb} to it"
+            print(report)
+
+    def _variables_holding(self, pool: Pool) -> List[str]:
+        """User variables bound to ``pool`` (not IPython's ``_``, ``_3`` output history)."""
+        return [name for name, value in self.shell.user_ns.items()
+                if value is pool and not name.startswith("_")]
+
+    def _state(self, name: str) -> Optional[str]:
+        """The state of the pool called ``name``; None if there is none."""
+        return self.registry.get(name).status().state if name in self.registry else None
+
+    def _pool(self, name: str) -> Pool:
+        try:
+            return self.registry.get(name)
+        except UnknownPoolError as exc:
+            raise UsageError(str(exc)) from None
+
+    def _table(self, pools: Iterable[Pool]) -> PlainText:
+        return PlainText(render_status([StatusRow(p.name, p.backend, p.status()) for p in pools]))
+
+
+def _parse(magic: Any, line: str) -> argparse.Namespace:
+    """``parse_argstring``, where unbalanced quotes are a UsageError too, not a traceback."""
+    try:
+        return parse_argstring(magic, line)
+    except ValueError as exc:  # from splitting the line; argparse reports its own errors
+        raise UsageError(f"cannot split the options: {exc}") from None
+
+
+def _workers(count: int) -> str:
+    return f"{count} worker" if count == 1 else f"{count} workers"
+
+
+def scale_pool(pool: Pool, target: int, timeout: float = TARGET_TIMEOUT) -> str:
+    """Set the target and wait until the status shows it; returns what was done.
+
+    ``pool.scale`` only records the target for the scheduler's next turn, and
+    the magics show the pool right after: without the wait, the table could
+    still show the old target.
+    """
+    before = pool.status().target
+    if target == before:
+        return f"pool {pool.name!r} ({pool.backend}) already has a target of {_workers(target)}"
+    taken = threading.Event()
+
+    def on_event(event: PoolEvent) -> None:
+        if isinstance(event, Scaled) and event.target == target:
+            taken.set()
+
+    pool.events.subscribe(on_event)
+    try:
+        pool.scale(target)
+        if pool.status().target != target:
+            taken.wait(timeout)
+    except FiberError as exc:  # closed, terminated or broken since it was looked up
+        raise UsageError(str(exc)) from None
+    finally:
+        pool.events.unsubscribe(on_event)
+    return f"scaled pool {pool.name!r} ({pool.backend}) from {before} to {_workers(target)}"
+
+
+def load(shell: InteractiveShell) -> None:
+    """Register the magics over a new registry, whose pools are shut down at exit."""
+    magics = FiberMagics(shell, PoolRegistry())
+    shell.register_magics(magics)
+    atexit.register(magics.registry.shutdown_at_exit)
+
+
+def unload(shell: InteractiveShell) -> None:
+    """Remove the magics and shut down the pools they started, saying so."""
+    magics = shell.magics_manager.registry.pop(FiberMagics.__name__, None)
+    if magics is None:
+        return
+    for kind, names in magics.magics.items():
+        for name in names:
+            shell.magics_manager.magics[kind].pop(name, None)
+    atexit.unregister(magics.registry.shutdown_at_exit)
+    magics.close()

@@ -1,0 +1,126 @@
+"""The magics' options: argparse converters, and the rules for choosing a backend.
+
+The converters are ``type=`` functions for ``magic_arguments``. Each parses a
+string (nothing typed is ever evaluated) and raises ``ArgumentTypeError``
+saying what it expected; IPython shows that as a one-line UsageError such as
+"argument --cpu: must be ... got 'lots'". The backend rules need more than one
+option at a time, so they run in the magic and raise UsageError themselves.
+"""
+
+from __future__ import annotations
+
+import inspect
+import keyword
+import re
+from argparse import ArgumentTypeError
+from typing import Mapping, Optional
+
+from IPython.core.error import UsageError
+
+from ..backends import BACKENDS
+from ..pool import Pool
+
+# Backends a user may name. "kubernetes" is accepted before it is registered,
+# so that asking for it says it is unavailable here rather than unknown.
+BACKEND_CHOICES = ("local", "kubernetes")
+# Set by Kubernetes in every container: a kernel running in a pod defaults to pods.
+IN_CLUSTER_VARIABLE = "KUBERNETES_SERVICE_HOST"
+# Backends whose workers share the kernel's machine, where resource hints mean nothing.
+LOCAL_BACKENDS = frozenset({"local"})
+RESOURCE_HINTS = ("cpu", "memory", "gpu", "image", "namespace")
+# Read from the signature so the help text and the Pool can never disagree.
+DEFAULT_MAX_RETRIES: int = inspect.signature(Pool).parameters["max_retries"].default
+
+_INTEGER = re.compile(r"-?[0-9]+")
+# Kubernetes quantities: cores or millicores (2, 0.5, 500m); bytes with an optional unit.
+_CPU = re.compile(r"(?P<number>[0-9]*\.?[0-9]+)m?")
+_MEMORY = re.compile(r"(?P<number>[0-9]*\.?[0-9]+)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?")
+_IMAGE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@+-]*")
+_NAMESPACE = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")  # an RFC 1123 label
+_POOL_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+
+
+def positive_int(text: str) -> int:
+    """A count of at least one (pool size, GPUs)."""
+    if not _INTEGER.fullmatch(text) or int(text) < 1:
+        raise ArgumentTypeError(f"must be a positive integer, got {text!r}")
+    return int(text)
+
+
+def non_negative_int(text: str) -> int:
+    """A count that may be zero (retries)."""
+    if not _INTEGER.fullmatch(text) or int(text) < 0:
+        raise ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
+    return int(text)
+
+
+def cpu_quantity(text: str) -> str:
+    """CPU cores per worker, as Kubernetes writes them; kept as text for the backend."""
+    if not _positive_quantity(_CPU, text):
+        raise ArgumentTypeError(f"must be a positive number of cores like 2, 0.5 or 500m, "
+                                f"got {text!r}")
+    return text
+
+
+def memory_quantity(text: str) -> str:
+    """Memory per worker, as Kubernetes writes it; kept as text for the backend."""
+    if not _positive_quantity(_MEMORY, text):
+        raise ArgumentTypeError(f"must be a positive amount like 512Mi, 4Gi or 2G, got {text!r}")
+    return text
+
+
+def _positive_quantity(pattern: re.Pattern, text: str) -> bool:
+    match = pattern.fullmatch(text)
+    return bool(match) and float(match["number"]) > 0
+
+
+def image_reference(text: str) -> str:
+    if not _IMAGE.fullmatch(text):
+        raise ArgumentTypeError(f"must be a container image like python:3.11-slim, got {text!r}")
+    return text
+
+
+def namespace_name(text: str) -> str:
+    if not _NAMESPACE.fullmatch(text):
+        raise ArgumentTypeError("must be a Kubernetes namespace (at most 63 lowercase letters, "
+                                f"digits and '-'), got {text!r}")
+    return text
+
+
+def variable_name(text: str) -> str:
+    if not text.isidentifier() or keyword.iskeyword(text):
+        raise ArgumentTypeError(f"must be a Python variable name, got {text!r}")
+    return text
+
+
+def pool_name(text: str) -> str:
+    """Pool names appear in events, thread names and logs: keep them plain."""
+    if not _POOL_NAME.fullmatch(text):
+        raise ArgumentTypeError(f"must be letters, digits, '_', '.' or '-', got {text!r}")
+    return text
+
+
+def resolve_backend(requested: Optional[str], environ: Mapping[str, str]) -> str:
+    """The backend for a new pool: as asked, else kubernetes inside a cluster, else local.
+
+    Inside a cluster without the kubernetes backend (Binder runs notebooks in
+    pods, for instance), the default falls back to local: a notebook must
+    work where it is opened. Asking for a missing backend is an error.
+    """
+    if requested is None:
+        in_cluster = IN_CLUSTER_VARIABLE in environ and "kubernetes" in BACKENDS
+        return "kubernetes" if in_cluster else "local"
+    if requested not in BACKENDS:
+        available = ", ".join(sorted(BACKENDS))
+        raise UsageError(f"backend {requested!r} is not available; "
+                         f"available backends: {available}")
+    return requested
+
+
+def check_resource_hints(backend: str, options: Mapping[str, object]) -> None:
+    """Refuse resource hints for a backend whose workers run on the kernel's machine."""
+    given = [f"--{hint}" for hint in RESOURCE_HINTS if options.get(hint) is not None]
+    if given and backend in LOCAL_BACKENDS:
+        verb = "applies" if len(given) == 1 else "apply"
+        raise UsageError(f"{', '.join(given)} {verb} to remote backends only, "
+                         f"not to backend {backend!r}")

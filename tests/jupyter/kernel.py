@@ -1,0 +1,168 @@
+"""A real ipykernel for tests: start it, run code in it as a notebook would, find its workers.
+
+``execute`` sends one execute request and collects what the notebook would
+show for it: the IOPub messages whose parent is that request, up to the
+kernel's "idle" status, and the execute reply. Every wait has a deadline.
+
+Each kernel gets a tag in its environment, which its workers inherit, so the
+tests find a kernel's workers even after the kernel died and they were
+reparented to init.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
+
+import psutil
+from ipykernel.kernelspec import write_kernel_spec
+from jupyter_client import BlockingKernelClient, KernelManager
+from jupyter_client.kernelspec import KernelSpecManager
+
+TAG_VARIABLE = "FIBER_JUPYTER_TEST_KERNEL"
+KERNEL_NAME = "fiber-jupyter-test"
+START_TIMEOUT = 60.0
+
+# Code for the kernel: ``_wait_live(pool, n)`` is True once ``n`` workers are
+# live, waiting on the pool's Scaled events. The status is checked after
+# subscribing, so the event cannot slip by between the check and the wait.
+WAIT_LIVE = """
+def _wait_live(pool, count, timeout=60):
+    import threading
+    import fiber_jupyter
+    reached = threading.Event()
+    def on_event(event):
+        if isinstance(event, fiber_jupyter.Scaled) and event.live == count:
+            reached.set()
+    pool.events.subscribe(on_event)
+    try:
+        return pool.status().live == count or reached.wait(timeout)
+    finally:
+        pool.events.unsubscribe(on_event)
+"""
+
+
+class Execution(NamedTuple):
+    """What one execution showed; empty strings where it showed nothing."""
+
+    stdout: str
+    stderr: str
+    result: str  # text/plain of the execute_result
+    displayed: str  # text/plain of display_data messages, so nothing shown goes unchecked
+    error: Optional[Tuple[str, str]]  # (ename, evalue) when the execution failed
+    tracebacks: List[List[str]]  # of IOPub "error" messages (a UsageError sends none)
+    page: str  # pager text from the reply's payload, where ``%magic?`` help goes
+
+
+def shown(stdout: str = "", result: str = "") -> Execution:
+    """What a cell that succeeded shows: printed text and its result, nothing else."""
+    return Execution(stdout, "", result, "", None, [], "")
+
+
+def usage_error(message: str) -> Execution:
+    """What a cell shows for a UsageError: one line on stderr, no traceback, no output."""
+    return Execution("", f"UsageError: {message}\n", "", "", ("UsageError", message), [], "")
+
+
+def execute(client: BlockingKernelClient, code: str, timeout: float = 60.0) -> Execution:
+    """Run ``code``; raise TimeoutError if the kernel has not finished within ``timeout``."""
+    deadline = time.monotonic() + timeout
+    msg_id = client.execute(code, allow_stdin=False)
+    streams: Dict[str, str] = {"stdout": "", "stderr": ""}
+    result = displayed = ""
+    tracebacks: List[List[str]] = []
+    while True:
+        message = _next(client.get_iopub_msg, msg_id, deadline, code)
+        kind, content = message["msg_type"], message["content"]
+        if kind == "stream":
+            streams[content["name"]] += content["text"]
+        elif kind == "execute_result":
+            result = content["data"].get("text/plain", "")
+        elif kind == "display_data":
+            displayed += content["data"].get("text/plain", "")
+        elif kind == "error":
+            tracebacks.append(content["traceback"])
+        elif kind == "status" and content["execution_state"] == "idle":
+            break
+    reply = _next(client.get_shell_msg, msg_id, deadline, code)["content"]
+    error = (reply["ename"], reply["evalue"]) if reply["status"] == "error" else None
+    page = "".join(item["data"].get("text/plain", "") for item in reply.get("payload", [])
+                   if item.get("source") == "page")
+    return Execution(streams["stdout"], streams["stderr"], result, displayed, error, tracebacks,
+                     page)
+
+
+def _next(receive, msg_id: str, deadline: float, code: str) -> dict:
+    """The next message answering ``msg_id``, skipping those of earlier requests."""
+    while True:
+        remaining = deadline - time.monotonic()
+        try:
+            message = receive(timeout=max(remaining, 0.0))
+        except queue.Empty:
+            raise TimeoutError(f"the kernel did not finish {code!r} in time") from None
+        if message["parent_header"].get("msg_id") == msg_id:
+            return message
+
+
+@dataclass
+class Kernel:
+    """A running kernel, the client talking to it, and the tag its workers carry."""
+
+    manager: KernelManager
+    client: BlockingKernelClient
+    tag: str
+
+    def run(self, code: str, timeout: float = 60.0) -> Execution:
+        return execute(self.client, code, timeout)
+
+    @property
+    def pid(self) -> int:
+        return self.manager.provisioner.process.pid
+
+    def stop(self) -> None:
+        """Shut the kernel down as Jupyter does: ask, and kill only if it does not exit."""
+        self.client.stop_channels()
+        self.manager.shutdown_kernel()
+
+
+def start_kernel(directory: Path, env: Optional[Mapping[str, str]] = None) -> Kernel:
+    """Start an ipykernel of this interpreter on 127.0.0.1, with its own IPython directory.
+
+    The kernel spec is written here, so the kernel runs the interpreter that runs
+    the tests whatever "python3" kernel is installed.
+    """
+    specs = directory / "kernels"
+    write_kernel_spec(specs / KERNEL_NAME)
+    manager = KernelManager(kernel_name=KERNEL_NAME, transport="tcp", ip="127.0.0.1",
+                            kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(specs)]))
+    tag = uuid.uuid4().hex
+    manager.start_kernel(env={**os.environ, "IPYTHONDIR": str(directory / "ipython"),
+                              TAG_VARIABLE: tag, **(env or {})})
+    client = manager.client()
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=START_TIMEOUT)
+    except RuntimeError:
+        client.stop_channels()
+        manager.shutdown_kernel(now=True)
+        raise
+    return Kernel(manager, client, tag)
+
+
+def worker_processes(tag: str) -> List[psutil.Process]:
+    """Live (not zombie) worker processes started by the kernel tagged ``tag``."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            if ("fiber_jupyter.worker" in " ".join(process.cmdline())
+                    and process.environ().get(TAG_VARIABLE) == tag
+                    and process.status() != psutil.STATUS_ZOMBIE):
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return found

@@ -1,0 +1,67 @@
+"""Specification: the extension loads from IPython config, and a kernel restart orphans nothing.
+
+Each test starts its own kernel: these are about how a kernel begins and ends.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import psutil
+import pytest
+
+from ..conftest import wait_for
+from .kernel import WAIT_LIVE, shown, start_kernel, worker_processes
+
+
+def test_importing_fiber_jupyter_does_not_import_ipython():
+    check = "import sys, fiber_jupyter; print(sorted(m for m in sys.modules if 'IPython' in m))"
+    assert subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                          check=True).stdout == "[]\n"
+
+
+def test_the_extension_loads_from_ipython_config(tmp_path):
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_kernel_config.py").write_text(
+        'c.InteractiveShellApp.extensions = ["fiber_jupyter"]\n')
+    kernel = start_kernel(tmp_path)
+    try:
+        assert kernel.run("%fiber_status") == shown(
+            result="no pools in this kernel; start one with %fiber_pool")
+    finally:
+        kernel.stop()
+
+
+def _gone(process: psutil.Process) -> bool:
+    try:
+        return not process.is_running() or process.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+@pytest.mark.parametrize("now, exit_log", [
+    (False, "shut down pool 'pool' at kernel exit\n"),  # asked to exit: the atexit hook runs
+    (True, ""),  # killed: the workers see their stdin close
+], ids=["graceful", "killed"])
+def test_a_kernel_restart_leaves_no_worker_of_the_old_kernel(tmp_path, now, exit_log):
+    log_file = tmp_path / "exit.log"
+    kernel = start_kernel(tmp_path)
+    try:
+        setup = (f"import logging\nhandler = logging.FileHandler({str(log_file)!r})\n"
+                 "logging.getLogger('fiber_jupyter').addHandler(handler)\n"
+                 "logging.getLogger('fiber_jupyter').setLevel(logging.INFO)\n"
+                 f"{WAIT_LIVE}\n%load_ext fiber_jupyter\n%fiber_pool 2\n_wait_live(pool, 2)")
+        assert kernel.run(setup).result == "True"
+        old_kernel = kernel.pid
+        workers = worker_processes(kernel.tag)
+        assert [worker.ppid() for worker in workers] == [old_kernel, old_kernel]
+
+        kernel.manager.restart_kernel(now=now)
+        wait_for(lambda: all(_gone(worker) for worker in workers), timeout=30,
+                 what="the old kernel's workers to exit")
+        assert kernel.pid != old_kernel
+        assert log_file.read_text() == exit_log
+    finally:
+        kernel.stop()
