@@ -81,27 +81,30 @@ class Inbox:
     def fileno(self) -> int:
         return self._read_fd
 
-    def put(self, command: Any) -> None:
-        """Queue ``command`` and wake the I/O thread; a no-op once closed."""
-        self._commands.append(command)
+    def put(self, command: Any) -> bool:
+        """Queue ``command`` and wake the I/O thread; False once the inbox is closed."""
         with self._lock:
             if self._closed:
-                return
+                return False
+            self._commands.append(command)
             try:
                 os.write(self._write_fd, b"\0")
             except BlockingIOError:
                 pass  # full pipe: a wakeup is already pending
+        return True
 
     def drain(self) -> Iterator[Any]:
         """Commands in arrival order, until none is left (the I/O thread only)."""
-        try:
-            os.read(self._read_fd, 4096)  # more than 4096 pending wakeups wake us again
-        except BlockingIOError:
-            pass  # already drained
+        if not self._closed:
+            try:
+                os.read(self._read_fd, 4096)  # more than 4096 pending wakeups wake us again
+            except BlockingIOError:
+                pass  # already drained
         while self._commands:
             yield self._commands.popleft()
 
     def close(self) -> None:
+        """Refuse later commands; those already queued can still be drained."""
         with self._lock:
             self._closed = True
             os.close(self._read_fd)

@@ -43,8 +43,8 @@ from . import inbox, protocol, security
 from .inbox import Inbox
 from .status import PoolState, PoolStatus
 from .backends import Backend, WorkerExit, WorkerLaunch
-from .errors import (BrokenPoolError, InitializerError, PoolTerminatedError, TaskCancelled,
-                     WorkerLostError)
+from .errors import (BrokenPoolError, InitializerError, PoolStateError, PoolTerminatedError,
+                     TaskCancelled, WorkerLostError)
 from .events import (EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskRetried,
                      TasksFailed, WorkerLost, WorkerReady, WorkerStarting, WorkerStopped)
 from .jobs import Batch, BatchState, Job
@@ -149,7 +149,9 @@ class Scheduler(threading.Thread):
     # Commands: called from any thread ---------------------------------------
 
     def submit(self, job: Job) -> None:
-        self._inbox.put(inbox.Submit(job))
+        if not self._inbox.put(inbox.Submit(job)):
+            job.sink._fail(self._refusal())
+            job.sink._wake()
 
     def scale(self, target: int) -> None:
         self._inbox.put(inbox.Scale(target))
@@ -157,7 +159,8 @@ class Scheduler(threading.Thread):
     def cancel(self, job_id: int, timeout: float = 5.0) -> Optional[str]:
         """Cancel a call's work; the description of what was cancelled, or None."""
         reply = inbox.Reply()
-        self._inbox.put(inbox.Cancel(job_id, reply))
+        if not self._inbox.put(inbox.Cancel(job_id, reply)):
+            return None
         return reply.wait(timeout)
 
     def close(self) -> None:
@@ -262,7 +265,8 @@ class Scheduler(threading.Thread):
         if worker is None:
             return
         self._reconcile_needed = True
-        if worker.state is WorkerState.STOPPING and not worker.in_flight:
+        shutting_down = self.state in (PoolState.TERMINATING, PoolState.BROKEN)
+        if shutting_down or (worker.state is WorkerState.STOPPING and not worker.in_flight):
             self._emit(WorkerStopped(self.config.name, worker.worker_id))
             return
         reason = worker.kill_reason or exit.describe()
@@ -622,7 +626,7 @@ class Scheduler(threading.Thread):
     def _refusal(self) -> BaseException:
         if self.broken_reason is not None:
             return BrokenPoolError(f"the pool is broken: {self.broken_reason}")
-        return BrokenPoolError(f"the pool is {self.state.value} and takes no new work")
+        return PoolStateError(f"Pool not running: the pool is {self.state.value}")
 
     def _break(self, reason: BaseException) -> None:
         """Fail every waiting call with ``reason``; the loop then shuts down."""
@@ -633,12 +637,19 @@ class Scheduler(threading.Thread):
             self._finish_job(job)
 
     def _shut_down(self) -> None:
-        self._wake_callers()
+        """Kill what is left, then answer every command that came too late.
+
+        The backend reports its kills as commands; closing the inbox first
+        makes later calls fail at once (``Inbox.put`` refuses them), so a call
+        racing with ``terminate`` from another thread can never wait forever.
+        """
         self._backend.close()
+        self._inbox.close()
+        self._run_commands()
+        self._wake_callers()
         self._router.close(linger=0)
         self._guard.close()
         self._context.term()
-        self._inbox.close()
         reason = self.state.value if self.state is not PoolState.BROKEN else str(self.broken_reason)
         if self.state is not PoolState.BROKEN:
             self.state = PoolState.STOPPED

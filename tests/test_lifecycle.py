@@ -155,3 +155,37 @@ def test_the_last_event_of_a_pool_says_how_it_closed():
         getattr(pool, ending)()
         pool.join()
         assert events.next(fiber_jupyter.PoolClosed).reason == reason
+
+
+def test_terminate_reports_every_worker_stopped_and_counts_none_live():
+    pool = fiber_jupyter.Pool(3)
+    events = EventRecorder(pool)
+    pool.map_async(tasks.sleep_then_return, [30] * 6, chunksize=1)
+    wait_for(lambda: pool.status().busy == 3, what="three busy workers")
+    pool.terminate()
+    pool.join()
+    assert len({e.worker_id for e in events.collect(fiber_jupyter.WorkerStopped, 3)}) == 3
+    status = pool.status()
+    assert (status.live, status.pending, status.busy, status.lost) == (0, 0, 0, 0)
+
+
+@pytest.mark.timeout(120)
+def test_calls_racing_with_terminate_from_another_thread_fail_instead_of_hanging():
+    pool = fiber_jupyter.Pool(2)
+    outcomes = []
+
+    def keep_calling() -> None:
+        try:
+            while True:
+                pool.map(tasks.square, range(50))
+        except (fiber_jupyter.FiberError, ValueError) as exc:
+            outcomes.append(exc)
+
+    caller = threading.Thread(target=keep_calling)
+    caller.start()
+    wait_for(lambda: pool.status().tasks_done >= 200, what="the caller to be calling")
+    pool.terminate()
+    pool.join()
+    caller.join(timeout=60)
+    assert not caller.is_alive(), "a call racing with terminate must not wait forever"
+    assert len(outcomes) == 1
