@@ -13,6 +13,18 @@ from . import tasks
 from .conftest import EventRecorder
 
 
+@pytest.fixture(autouse=True)
+def sigint_raises_keyboard_interrupt():
+    """SIGINT raises KeyboardInterrupt, as in a kernel or a terminal.
+
+    A shell without job control starts background commands with SIGINT
+    ignored, and Python then installs no handler; CI may run us that way.
+    """
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupt_main_when(events: EventRecorder, started) -> threading.Thread:
     """Deliver SIGINT to the main thread once the call is under way (like Jupyter's stop)."""
     main = threading.main_thread().ident
