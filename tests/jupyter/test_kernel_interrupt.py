@@ -1,0 +1,65 @@
+"""Specification: Jupyter's stop button during a blocking map cancels it, and the pool lives on."""
+
+from __future__ import annotations
+
+import re
+import time
+
+import pytest
+
+from .kernel import WAIT_LIVE, start_kernel
+
+# Starts a long map, says so once it is under way, then blocks in get(), where
+# the interrupt lands. Waiting on the pool's Progress event, not on time.
+BLOCKING_CELL = """
+import threading, time, fiber_jupyter
+under_way = threading.Event()
+def _on_progress(event):
+    if isinstance(event, fiber_jupyter.Progress) and event.done >= 2:
+        under_way.set()
+pool.events.subscribe(_on_progress)
+running = pool.map_async(time.sleep, [0.05] * 400)
+assert under_way.wait(30)
+print("under way", flush=True)
+running.get()
+"""
+
+
+@pytest.fixture
+def kernel(tmp_path):
+    started = start_kernel(tmp_path)
+    yield started
+    started.stop()
+
+
+def _run_and_interrupt(kernel, code: str, timeout: float = 60.0) -> dict:
+    """Run ``code``, interrupt the kernel once it prints "under way"; the error content."""
+    client = kernel.client
+    msg_id = client.execute(code, allow_stdin=False)
+    deadline = time.monotonic() + timeout
+    error = None
+    while True:
+        message = client.get_iopub_msg(timeout=max(deadline - time.monotonic(), 0.0))
+        if message["parent_header"].get("msg_id") != msg_id:
+            continue
+        kind, content = message["msg_type"], message["content"]
+        if kind == "stream" and "under way" in content["text"]:
+            kernel.manager.interrupt_kernel()
+        elif kind == "error":
+            error = content
+        elif kind == "status" and content["execution_state"] == "idle":
+            return error
+
+
+@pytest.mark.timeout(180)
+def test_the_stop_button_cancels_a_blocking_map_and_the_pool_stays_usable(kernel):
+    assert kernel.run(f"{WAIT_LIVE}\n%load_ext fiber_jupyter\n%fiber_pool 2\n"
+                      "_wait_live(pool, 2)").result == "True"
+    error = _run_and_interrupt(kernel, BLOCKING_CELL)
+    assert error is not None, "the interrupted cell must end with an error"
+    assert error["ename"] == "TaskCancelled"
+    assert re.fullmatch(r"cancelled map\(sleep\): \d+ of 400 tasks done, \d+ queued tasks "
+                        r"dropped, \d+ running tasks interrupted", error["evalue"])
+    after = kernel.run("print(pool.map(abs, [-1, -2, -3]), pool.status().lost)")
+    assert after.stdout == "[1, 2, 3] 0\n"
+    kernel.run("%fiber_shutdown --all")
