@@ -23,8 +23,9 @@
   Anything unexpected breaks the pool loudly (every waiter gets the error)
   rather than leaving callers waiting on a dead thread.
 - **Lost work takes the normal path**: a lost worker's batches go back to the
-  queue with the exit recorded, and come back as results or, after
-  ``max_retries`` losses, as a :class:`WorkerLostError` for those tasks.
+  queue (the one it was running with the exit recorded against it) and come
+  back as results or, once a batch has been lost more than ``max_retries``
+  times, as a :class:`WorkerLostError` for its tasks.
 """
 
 from __future__ import annotations

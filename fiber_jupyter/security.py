@@ -48,7 +48,6 @@ class ConnectionGuard:
         self.socket = context.socket(zmq.REP)
         self.socket.linger = 0
         self.socket.bind(_ZAP_ENDPOINT)
-        self.refused = 0
 
     def protect(self, server: zmq.Socket) -> None:
         """Require every peer of ``server`` to authenticate."""
@@ -65,7 +64,6 @@ class ConnectionGuard:
         if self._accepts(request):
             reply = [_ZAP_VERSION, request_id, b"200", b"OK", USERNAME.encode(), b""]
         else:
-            self.refused += 1
             log.warning("refused a connection without the pool's secret")
             reply = [_ZAP_VERSION, request_id, b"400", b"not authorized", b"", b""]
         self.socket.send_multipart(reply)

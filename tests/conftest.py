@@ -64,8 +64,8 @@ class EventRecorder:
         return [e for e in self.seen if isinstance(e, kind)]
 
 
-def worker_pids(pool: Optional[fiber_jupyter.Pool] = None) -> List[int]:
-    """Pids of this process's live workers (of any pool; the argument documents intent)."""
+def worker_pids() -> List[int]:
+    """Pids of this process's worker processes, of every pool it has."""
     me = psutil.Process()
     pids = []
     for child in me.children(recursive=True):

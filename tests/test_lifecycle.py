@@ -36,7 +36,7 @@ def test_20_create_use_terminate_cycles_leak_no_threads_fds_or_processes():
         _one_cycle()
     gc.collect()
     assert _resources() == (threads_before, fds_before)
-    assert worker_pids(None) == []
+    assert worker_pids() == []
 
 
 def _one_cycle():
@@ -53,7 +53,7 @@ def test_close_then_join_lets_work_finish_and_stops_workers():
     pool.join()
     assert result.get(timeout=0) == [x * x for x in range(20)]
     assert pool.status().state == "stopped"
-    assert worker_pids(pool) == []
+    assert worker_pids() == []
 
 
 def test_terminate_fails_pending_calls_instead_of_leaving_them_waiting():
@@ -68,7 +68,7 @@ def test_terminate_fails_pending_calls_instead_of_leaving_them_waiting():
 def test_a_garbage_collected_pool_warns_and_stops_its_workers():
     pool = fiber_jupyter.Pool(2)
     pool.map(tasks.square, range(4))
-    pids = worker_pids(pool)
+    pids = worker_pids()
     assert len(pids) == 2
     with pytest.warns(ResourceWarning, match="unclosed running fiber_jupyter pool"):
         del pool

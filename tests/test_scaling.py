@@ -74,13 +74,19 @@ def _pids(pool):
 
 def test_scale_up_again_keeps_draining_workers_instead_of_starting_new_ones(make_pool):
     pool = make_pool(2, name="undrain")
+    events = EventRecorder(pool)
     wait_for(lambda: pool.status().live == 2)
     both_busy = pool.map_async(tasks.pid_after, [0.5, 0.5], chunksize=1)
     wait_for(lambda: pool.status().busy == 2)
     pool.scale(1)
+    # Taken by the scheduler: one busy worker is now draining, still counted live.
+    events.next(Scaled, where=lambda s: s.target == 1)
     pool.scale(2)
-    assert len(set(both_busy.get(timeout=30))) == 2
+    original = set(both_busy.get(timeout=30))
+    assert len(original) == 2
     wait_for(lambda: pool.status().live == 2 and pool.status().pending == 0)
+    # Had the draining worker been stopped, a new one (a new pid) would serve now.
+    assert set(pool.map(tasks.pid_after, [0.05] * 20, chunksize=1)) == original
     assert pool.status().lost == 0
 
 

@@ -110,7 +110,7 @@ def test_workers_listen_on_no_port():
     pool = fiber_jupyter.Pool(2)
     try:
         pool.map(tasks.square, range(4))
-        pids = worker_pids(pool)
+        pids = worker_pids()
         assert len(pids) == 2
         for pid in pids:
             listening = [c for c in psutil.Process(pid).net_connections(kind="inet")
@@ -134,7 +134,7 @@ def test_the_secret_is_not_on_any_worker_command_line_or_environment():
     try:
         pool.map(tasks.square, range(2))
         secret = pool._scheduler._secret  # the one place a test may read it
-        (pid,) = worker_pids(pool)
+        (pid,) = worker_pids()
         worker = psutil.Process(pid)
         assert secret not in " ".join(worker.cmdline())
         assert secret not in "".join(worker.environ().values())
