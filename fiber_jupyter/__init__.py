@@ -10,11 +10,11 @@ from typing import TYPE_CHECKING
 from .errors import (BrokenPoolError, FiberError, InitializerError, PoolSizeError,
                      PoolStateError, PoolTerminatedError, RemoteError, RemoteTraceback,
                      ResultEncodingError, TaskCancelled, TimeoutError, WorkerLostError)
-from .events import (EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskRetried,
+from .events import (CallStarted, EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskRetried,
                      TasksFailed, WorkerLost, WorkerReady, WorkerStarting, WorkerStopped)
 from .pool import Pool
 from .results import AsyncResult, IMapIterator
-from .status import PoolStatus
+from .status import PoolStatus, WorkerInfo
 
 if TYPE_CHECKING:  # only for the extension hooks' annotations: IPython stays unimported
     from IPython.core.interactiveshell import InteractiveShell
@@ -22,12 +22,12 @@ if TYPE_CHECKING:  # only for the extension hooks' annotations: IPython stays un
 __version__ = "0.1.0"
 
 __all__ = [
-    "AsyncResult", "BrokenPoolError", "EventStream", "FiberError", "IMapIterator",
+    "AsyncResult", "BrokenPoolError", "CallStarted", "EventStream", "FiberError", "IMapIterator",
     "InitializerError", "Pool", "PoolClosed", "PoolEvent", "PoolSizeError", "PoolStateError",
     "PoolStatus", "PoolTerminatedError", "Progress", "RemoteError", "RemoteTraceback",
     "ResultEncodingError", "Scaled", "TaskCancelled", "TaskRetried", "TasksFailed",
     "TimeoutError", "WorkerLost", "WorkerLostError", "WorkerReady", "WorkerStarting",
-    "WorkerStopped",
+    "WorkerInfo", "WorkerStopped",
 ]
 
 

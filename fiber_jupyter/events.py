@@ -62,6 +62,15 @@ class WorkerLost(PoolEvent):
 
 
 @dataclass(frozen=True)
+class CallStarted(PoolEvent):
+    """A call (``map``, ``imap``, ``apply_async``...) was submitted with ``total`` tasks."""
+
+    job_id: int
+    label: str
+    total: int
+
+
+@dataclass(frozen=True)
 class TaskRetried(PoolEvent):
     """Tasks of a lost worker were dispatched again, to ``worker_id``."""
 

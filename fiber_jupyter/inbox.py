@@ -52,6 +52,11 @@ class Cancel:
 
 
 @dataclass
+class ListWorkers:
+    reply: Reply
+
+
+@dataclass
 class Close:
     pass
 

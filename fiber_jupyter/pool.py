@@ -11,22 +11,28 @@ from __future__ import annotations
 
 import enum
 import itertools
+import logging
 import numbers
 import threading
 import warnings
 import weakref
-from typing import Any, Callable, Iterable, List, Optional, Tuple
+from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
+from . import progress as progress_displays
 from . import serialization
 from .errors import BrokenPoolError, PoolSizeError, PoolStateError, TaskCancelled
-from .events import EventStream
+from .events import CallStarted, EventStream
 from .jobs import Job
 from .notifier import Notifier
 from .outcomes import CallMode
 from .results import AsyncResult, IMapIterator
 from .scheduler import Scheduler, SchedulerConfig
-from .status import PoolState, PoolStatus
+from .status import PoolState, PoolStatus, WorkerInfo
 from .backends import backend_class
+
+log = logging.getLogger(__name__)
+
+CallObserver = Callable[[CallStarted], None]
 
 _pool_numbers = itertools.count(1)
 _job_ids = itertools.count()
@@ -70,14 +76,22 @@ class Pool:
     - ``heartbeat_timeout``: seconds of silence after which a worker counts as
       hung (for example SIGSTOPped) and is replaced.
     - ``start_timeout``: seconds a new worker may take to connect.
+    - ``progress``: how calls that run longer than half a second show their
+      progress. ``None`` (default): widgets in a notebook with the extension
+      loaded, a text bar when standard error is a terminal, nothing otherwise
+      or when the environment sets ``FIBER_JUPYTER_PROGRESS=off``; ``False``:
+      never; ``True``: a text bar on standard error; or a display factory
+      (:mod:`fiber_jupyter.progress`).
     """
 
     def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable] = None,
                  initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None, *,
                  backend: Optional[str] = None, name: Optional[str] = None,
                  max_retries: int = 2, heartbeat_timeout: float = 30.0,
-                 start_timeout: float = 60.0) -> None:
+                 start_timeout: float = 60.0,
+                 progress: Union[None, bool, progress_displays.DisplayFactory] = None) -> None:
         _check_options(initializer, max_retries, heartbeat_timeout, start_timeout)
+        display_factory = _display_factory(progress)
         size = None if processes is None else _positive_int("processes", processes)
         lifetime = (None if maxtasksperchild is None
                     else _positive_int("maxtasksperchild", maxtasksperchild))
@@ -87,6 +101,7 @@ class Pool:
                                  float(start_timeout))
         self.name = config.name
         self.events = EventStream()
+        self._call_observers: List[CallObserver] = []
         self._notifier = Notifier(self.name)
         try:
             self._scheduler = Scheduler(config, self.events, self._notifier.post)
@@ -96,6 +111,10 @@ class Pool:
         self._state = _ApiState.RUN
         self._scheduler.start()
         self._finalizer = weakref.finalize(self, _shut_down, self._scheduler, self._notifier)
+        if display_factory is not None:
+            tracker = progress_displays.ProgressTracker(display_factory)
+            self.on_call(tracker.call_started)
+            self.events.subscribe(tracker.on_event)
 
     # Introspection -----------------------------------------------------------
 
@@ -106,6 +125,20 @@ class Pool:
     def status(self) -> PoolStatus:
         """Counts of workers and tasks, as of the scheduler's last turn (cheap)."""
         return self._scheduler.status
+
+    def workers(self) -> List[WorkerInfo]:
+        """Every worker's id, state and task count (asks the scheduler; about a millisecond)."""
+        return self._scheduler.workers()
+
+    def on_call(self, observer: CallObserver) -> CallObserver:
+        """Call ``observer(call)`` in the calling thread whenever a call is submitted.
+
+        It runs before the call is queued, so it sees every event of that call;
+        an observer that raises is logged and does not stop the call. Progress
+        displays use it to learn which notebook cell a call belongs to.
+        """
+        self._call_observers.append(observer)
+        return observer
 
     def __repr__(self) -> str:
         status = self.status()
@@ -201,9 +234,20 @@ class Pool:
         label = f"{_call_name(mode)}({getattr(func, '__qualname__', repr(func))})"
         job = Job(job_id, label, serialization.dumps_inline(func), int(mode), items,
                   chunksize, sink)
+        self._announce(CallStarted(self.name, job_id, label, len(items)))
         scheduler = self._scheduler  # not self: a pending result must not keep the pool alive
         sink._on_cancel(lambda: _cancelled(scheduler, job_id, label))
         scheduler.submit(job)
+
+    def _announce(self, call: CallStarted) -> None:
+        for observer in self._call_observers:
+            try:
+                observer(call)
+            except Exception:
+                log.exception("call observer %r failed on %r", observer, call)
+        if self.events.has_subscribers:
+            events = self.events
+            self._notifier.post(lambda: events.deliver(call))
 
     # Lifecycle ---------------------------------------------------------------
 
@@ -253,6 +297,17 @@ def _shut_down(scheduler: Scheduler, notifier: Notifier) -> None:
     if threading.current_thread() is not scheduler:
         scheduler.join()
     notifier.close()
+
+
+def _display_factory(progress: Union[None, bool, progress_displays.DisplayFactory]
+                     ) -> Optional[progress_displays.DisplayFactory]:
+    if progress is None:
+        return progress_displays.default_factory()
+    if isinstance(progress, bool):
+        return progress_displays.text_factory() if progress else None
+    if callable(progress):
+        return progress
+    raise TypeError(f"progress must be None, True, False or a display factory, got {progress!r}")
 
 
 def _optional_chunksize(chunksize: Optional[int]) -> Optional[int]:

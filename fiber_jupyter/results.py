@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
+import time
+from typing import Any, Callable, Deque, Dict, Iterator, List, Optional, Tuple
 
 from . import serialization
 from .errors import TimeoutError
@@ -24,6 +25,40 @@ from .outcomes import TaskFailure
 # Asks the pool to cancel this call's work; returns the TaskCancelled to raise.
 CancelHook = Callable[[], BaseException]
 Callback = Optional[Callable[[Any], None]]
+
+# Seconds between two runs of the waiting hook while a thread waits for a result.
+WAIT_SLICE = 0.05
+_waiting_hook: Optional[Callable[[], None]] = None
+
+
+def set_waiting_hook(hook: Optional[Callable[[], None]]) -> None:
+    """Run ``hook()`` every WAIT_SLICE seconds in any thread blocked on a result.
+
+    For hosts that serve their own messages only when the caller returns: the
+    Jupyter layer sets it in kernels that handle widget messages only between
+    cells (ipykernel 6), so a slider moved during ``pool.map`` acts at once.
+    """
+    global _waiting_hook
+    _waiting_hook = hook
+
+
+def _wait_slices(timeout: Optional[float]) -> Iterator[Optional[float]]:
+    """Timeouts for successive waits that add up to ``timeout``.
+
+    Without a waiting hook that is ``timeout`` itself, in one wait; with one,
+    slices of WAIT_SLICE seconds with the hook run between them.
+    """
+    hook = _waiting_hook
+    if hook is None:
+        yield timeout
+        return
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+        yield WAIT_SLICE if remaining is None else min(WAIT_SLICE, remaining)
+        if remaining is not None and remaining <= WAIT_SLICE:
+            return
+        hook()
 
 
 class Chunk:
@@ -93,7 +128,9 @@ class AsyncResult:
 
     def wait(self, timeout: Optional[float] = None) -> None:
         try:
-            self._event.wait(timeout)
+            for seconds in _wait_slices(timeout):
+                if self._event.wait(seconds):
+                    return
         except KeyboardInterrupt:
             self._raise_cancelled()
 
@@ -216,17 +253,19 @@ class IMapIterator:
             raise (self._cancel() if self._cancel else KeyboardInterrupt()) from None
 
     def _take_next_chunk(self, timeout: Optional[float]) -> None:
-        with self._condition:
-            if self._consumed >= self._total:
-                self._finish()
-            found = self._condition.wait_for(self._next_chunk_ready, timeout)
-            if not found:
-                raise TimeoutError(f"no result within {timeout} s")
-            if self._failure is not None:
-                raise self._failure
-            chunk = self._take_chunk()
-            self._consumed += chunk.count
-        self._buffer.extend(chunk.outcomes())
+        for seconds in _wait_slices(timeout):
+            with self._condition:
+                if self._consumed >= self._total:
+                    self._finish()
+                if not self._condition.wait_for(self._next_chunk_ready, seconds):
+                    continue
+                if self._failure is not None:
+                    raise self._failure
+                chunk = self._take_chunk()
+                self._consumed += chunk.count
+            self._buffer.extend(chunk.outcomes())
+            return
+        raise TimeoutError(f"no result within {timeout} s")
 
     def _finish(self) -> None:
         if self._input_error is not None:

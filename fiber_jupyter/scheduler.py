@@ -42,7 +42,7 @@ import zmq
 
 from . import inbox, protocol, security
 from .inbox import Inbox
-from .status import PoolState, PoolStatus
+from .status import PoolState, PoolStatus, WorkerInfo
 from .backends import Backend, WorkerExit, WorkerLaunch
 from .errors import (BrokenPoolError, InitializerError, PoolStateError, PoolTerminatedError,
                      TaskCancelled, WorkerLostError)
@@ -127,6 +127,7 @@ class Scheduler(threading.Thread):
             inbox.Submit: self._on_submit, inbox.Scale: self._on_scale,
             inbox.Cancel: self._on_cancel, inbox.Close: self._on_close,
             inbox.Terminate: self._on_terminate, inbox.WorkerEnded: self._on_worker_ended,
+            inbox.ListWorkers: self._on_list_workers,
         }
         self.status = self._snapshot()
 
@@ -163,6 +164,13 @@ class Scheduler(threading.Thread):
         if not self._inbox.put(inbox.Cancel(job_id, reply)):
             return None
         return reply.wait(timeout)
+
+    def workers(self, timeout: float = 5.0) -> List[WorkerInfo]:
+        """Every worker's state, as the I/O thread sees it; [] once the pool stopped."""
+        reply = inbox.Reply()
+        if not self._inbox.put(inbox.ListWorkers(reply)):
+            return []
+        return reply.wait(timeout) or []
 
     def close(self) -> None:
         self._inbox.put(inbox.Close())
@@ -233,6 +241,12 @@ class Scheduler(threading.Thread):
         self._target = command.target
         self._target_changed = True
         self._reconcile_needed = True
+
+    def _on_list_workers(self, command: inbox.ListWorkers) -> None:
+        command.reply.set([
+            WorkerInfo(w.worker_id, w.state.value, sum(b.count for b in w.in_flight.values()),
+                       w.pid, w.host)
+            for w in self._workers])
 
     def _on_cancel(self, command: inbox.Cancel) -> None:
         job = self._jobs.get(command.job_id)

@@ -1,9 +1,9 @@
-"""The pool's lifecycle states and the snapshot ``pool.status()`` returns."""
+"""The pool's lifecycle states and the snapshots ``pool.status()`` and ``pool.workers()`` return."""
 
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 
 class PoolState(enum.Enum):
@@ -33,3 +33,18 @@ class PoolStatus(NamedTuple):
     tasks_queued: int
     tasks_running: int
     tasks_done: int
+
+
+class WorkerInfo(NamedTuple):
+    """One worker as the pool sees it.
+
+    ``state`` is "starting", "ready", "draining" (finishing its tasks before
+    it stops) or "stopping"; ``tasks`` counts the tasks it holds, so a ready
+    worker with ``tasks == 0`` is idle.
+    """
+
+    worker_id: str
+    state: str
+    tasks: int
+    pid: Optional[int]
+    host: str
