@@ -1,9 +1,15 @@
 # Two entry points, both from a fresh clone: `make start` and `make test`.
-# Everything is installed into .venv; nothing is installed system-wide.
+# Python packages go into .venv (and .venv-ipykernel6 for the kernel tests of the
+# older ipykernel line); the one system package, chromium for the browser tests,
+# comes from apt.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The kernel-level liveness tests also run a kernel of the older ipykernel line.
+IPYKERNEL6 := .venv-ipykernel6
+# The browser tests drive Debian's chromium (Playwright never downloads a browser here).
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: start test bench clean
 
@@ -15,12 +21,22 @@ $(VENV)/.installed: $(BIN)/python setup.py pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[test]"
 	touch $@
 
-## start: install, then run the demo on a local pool
+$(IPYKERNEL6)/.installed: setup.py pyproject.toml
+	$(PYTHON) -m venv $(IPYKERNEL6)
+	$(IPYKERNEL6)/bin/python -m pip install --quiet -e . "ipykernel==6.29.5"
+	touch $@
+
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
+## start: install, then JupyterLab on notebooks/ (quickstart.ipynb: a local pool)
 start: $(VENV)/.installed
-	$(BIN)/python notebooks/demo.py
+	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --no-browser \
+		$(if $(filter 0,$(shell id -u)),--allow-root,)
 
 ## test: install, then lint and run the whole test suite
-test: $(VENV)/.installed
+test: $(VENV)/.installed $(IPYKERNEL6)/.installed $(CHROMIUM)
 	$(BIN)/ruff check fiber_jupyter tests bench
 	$(BIN)/python -m pytest
 
@@ -30,4 +46,4 @@ bench: $(VENV)/.installed
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) build *.egg-info
+	rm -rf $(VENV) $(IPYKERNEL6) build *.egg-info

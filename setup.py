@@ -23,10 +23,11 @@ setup(
         "cloudpickle>=2.2",
         "ipykernel>=6.29",
         "ipython",
+        "ipywidgets>=8.1",
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout", "numpy", "psutil", "hypothesis", "ruff",
-                 "jupyter_client"],
+                 "jupyter_client", "jupyterlab>=4.6,<5", "playwright==1.65.2"],
     },
     classifiers=[
         "Framework :: Jupyter",

@@ -5,6 +5,7 @@ run as local processes or on a cluster, can be added or removed while it
 works, and are replaced when they crash, without losing or repeating a result.
 """
 
+import logging
 from typing import TYPE_CHECKING
 
 from .errors import (BrokenPoolError, FiberError, InitializerError, PoolSizeError,
@@ -20,6 +21,11 @@ if TYPE_CHECKING:  # only for the extension hooks' annotations: IPython stays un
     from IPython.core.interactiveshell import InteractiveShell
 
 __version__ = "0.1.0"
+
+# A library's warnings (a lost worker, say) reach users through their own logging
+# set-up, or through the progress displays; never through Python's last-resort
+# handler, which would print them on stderr, in the middle of a notebook's output.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AsyncResult", "BrokenPoolError", "CallStarted", "EventStream", "FiberError", "IMapIterator",

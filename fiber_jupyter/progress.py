@@ -28,8 +28,8 @@ import time
 from dataclasses import dataclass
 from typing import IO, Callable, Dict, Optional
 
-from .events import (CallStarted, PoolEvent, Progress, TaskRetried, TasksFailed, WorkerLost,
-                     WorkerStarting)
+from .events import CallStarted, PoolEvent, Progress
+from .incidents import Incidents
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +90,6 @@ def summary_text(progress: Progress) -> str:
         tail.append(f"{progress.failed} failed")
     rest = f", {', '.join(tail)}" if tail else ""
     return f"{head} in {progress.elapsed:.1f} s ({progress.rate:.1f} tasks/s){rest}"
-
-
-def task_range(start: int, stop: int) -> str:
-    return f"task {start}" if stop - start == 1 else f"tasks {start}-{stop - 1}"
 
 
 class TextDisplay(CallDisplay):
@@ -181,7 +177,7 @@ class ProgressTracker:
         self._interval = interval
         self._lock = threading.Lock()
         self._calls: Dict[int, _Call] = {}
-        self._unreplaced_losses = 0
+        self._incidents = Incidents()
 
     def call_started(self, call: CallStarted) -> None:
         """Pool call observer: runs in the calling thread."""
@@ -193,19 +189,15 @@ class ProgressTracker:
         """Pool event subscriber: runs on the notifier thread."""
         if isinstance(event, Progress):
             self._on_progress(event)
-        elif isinstance(event, TaskRetried):
-            self._note(event.job_id, f"{task_range(event.start, event.stop)} re-run on "
-                                     f"{event.worker_id} (attempt {event.attempt})")
-        elif isinstance(event, TasksFailed):
-            self._note(event.job_id, f"{task_range(event.start, event.stop)} failed: "
-                                     f"{event.error}")
-        elif isinstance(event, WorkerLost):
-            self._unreplaced_losses += 1
-            self._note_all(f"worker {event.worker_id} lost: {event.reason}; "
-                           f"{event.requeued} tasks re-queued")
-        elif isinstance(event, WorkerStarting) and self._unreplaced_losses:
-            self._unreplaced_losses -= 1
-            self._note_all(f"replacement worker {event.worker_id} starting")
+            return
+        incident = self._incidents.describe(event)
+        if incident is None:
+            return
+        job_id = getattr(event, "job_id", None)
+        if job_id is None:
+            self._note_all(incident)
+        else:
+            self._note(job_id, incident)
 
     def _on_progress(self, progress: Progress) -> None:
         call = self._get(progress.job_id)

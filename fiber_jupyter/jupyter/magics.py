@@ -21,19 +21,25 @@ import argparse
 import atexit
 import os
 import threading
-from typing import Any, Iterable, List, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
 from IPython.core.magic import Magics, line_magic, magics_class
 from IPython.core.magic_arguments import (argument, argument_group, magic_arguments,
                                           parse_argstring)
+from IPython.display import display
 
+from .. import progress
 from ..errors import FiberError
 from ..events import PoolEvent, Scaled
 from ..pool import Pool
 from ..status import PoolState
 from . import options
+from .control import ControlTarget
+from .live import LiveComms
+from .pool_widget import PoolWidget
+from .progress_widget import widget_factory
 from .registry import PoolOptions, PoolRegistry, UnknownPoolError
 from .status_text import StatusRow, render_status
 
@@ -60,9 +66,15 @@ class PlainText(str):
 class FiberMagics(Magics):
     """The ``%fiber_*`` magics of one kernel, over the registry of its pools."""
 
-    def __init__(self, shell: InteractiveShell, registry: PoolRegistry) -> None:
+    def __init__(self, shell: InteractiveShell, registry: PoolRegistry,
+                 live: Optional[LiveComms] = None) -> None:
         super().__init__(shell)
         self.registry = registry
+        # In a kernel: how widget messages reach us during a blocked cell, and
+        # each pool's widget, one per pool however often it is shown.
+        self.live = live
+        self.control = ControlTarget(registry, live) if live is not None else None
+        self._widgets: Dict[str, PoolWidget] = {}
 
     @magic_arguments()
     @argument("size", nargs="?", metavar="N", type=options.positive_int,
@@ -85,7 +97,7 @@ class FiberMagics(Magics):
     @argument("--image", type=options.image_reference, help="container image of the workers")
     @argument("--namespace", type=options.namespace_name, help="Kubernetes namespace")
     @line_magic
-    def fiber_pool(self, line: str) -> PlainText:
+    def fiber_pool(self, line: str) -> Union[PlainText, PoolWidget]:
         """Start the notebook's pool, or resize the running pool of that name, and show it.
 
         The pool is bound to a variable (``pool`` unless -o names another) and
@@ -120,14 +132,14 @@ class FiberMagics(Magics):
             raise UsageError(f"pool {args.name!r} is {state}: wait for it, or stop it now "
                              f"with %fiber_shutdown {args.name}")
         print(report + self._bind(args.variable, pool))
-        return self._table([pool])
+        return self._shown(pool)
 
     @magic_arguments()
     @argument("size", metavar="N", type=options.positive_int, help="target number of workers")
     @argument("--name", type=options.pool_name, default=DEFAULT_POOL,
               help=f"the pool to scale (default: {DEFAULT_POOL})")
     @line_magic
-    def fiber_scale(self, line: str) -> PlainText:
+    def fiber_scale(self, line: str) -> Union[PlainText, PoolWidget]:
         """Set a pool's target number of workers, and show the pool.
 
         The pool grows or shrinks toward the target, also while a map runs:
@@ -137,13 +149,15 @@ class FiberMagics(Magics):
         args = _parse(self.fiber_scale, line)
         pool = self._pool(args.name)
         print(scale_pool(pool, args.size))
-        return self._table([pool])
+        return self._shown(pool)
 
     @magic_arguments()
     @argument("name", nargs="?", type=options.pool_name, help="show only this pool")
+    @argument("-w", "--widget", action="store_true",
+              help="show each pool's live widget instead of the table (in a notebook)")
     @line_magic
-    def fiber_status(self, line: str) -> PlainText:
-        """Show every pool of this kernel as a table.
+    def fiber_status(self, line: str) -> Optional[PlainText]:
+        """Show every pool of this kernel as a table, or as live widgets.
 
         Per pool: backend and state; workers asked for (target), connected
         (live), starting (pending), running tasks (busy) or not (idle), and
@@ -154,7 +168,14 @@ class FiberMagics(Magics):
         pools = [self._pool(args.name)] if args.name else self.registry.pools()
         if not pools:
             return PlainText("no pools in this kernel; start one with %fiber_pool")
-        return self._table(pools)
+        if not args.widget:
+            return self._table(pools)
+        if self.live is None:
+            raise UsageError("--widget needs a notebook (a Jupyter kernel): "
+                             "in a terminal, %fiber_status shows the table")
+        for pool in pools:
+            display(self._widget(pool))
+        return None
 
     @magic_arguments()
     @argument("name", nargs="?", type=options.pool_name,
@@ -250,6 +271,16 @@ class FiberMagics(Magics):
         except UnknownPoolError as exc:
             raise UsageError(str(exc)) from None
 
+    def _shown(self, pool: Pool) -> Union[PlainText, PoolWidget]:
+        """What a magic shows for ``pool``: its widget in a notebook, its table elsewhere."""
+        return self._table([pool]) if self.live is None else self._widget(pool)
+
+    def _widget(self, pool: Pool) -> PoolWidget:
+        widget = self._widgets.get(pool.name)
+        if widget is None or widget.pool is not pool:
+            widget = self._widgets[pool.name] = PoolWidget(pool, self.live)
+        return widget
+
     def _table(self, pools: Iterable[Pool]) -> PlainText:
         return PlainText(render_status([StatusRow(p.name, p.backend, p.status()) for p in pools]))
 
@@ -295,10 +326,20 @@ def scale_pool(pool: Pool, target: int, timeout: float = TARGET_TIMEOUT) -> str:
 
 
 def load(shell: InteractiveShell) -> None:
-    """Register the magics over a new registry, whose pools are shut down at exit."""
-    magics = FiberMagics(shell, PoolRegistry())
+    """Register the magics over a new registry, whose pools are shut down at exit.
+
+    In a kernel, also: progress widgets for every pool created from now on,
+    widget and control messages handled while a cell blocks, and the control
+    comm target.
+    """
+    kernel = getattr(shell, "kernel", None)
+    live = LiveComms(kernel) if kernel is not None else None
+    magics = FiberMagics(shell, PoolRegistry(), live)
     shell.register_magics(magics)
     atexit.register(magics.registry.shutdown_at_exit)
+    if live is not None:
+        progress.set_default_factory(widget_factory(shell))
+        magics.control.register(kernel.comm_manager)
 
 
 def unload(shell: InteractiveShell) -> None:
@@ -311,3 +352,7 @@ def unload(shell: InteractiveShell) -> None:
             shell.magics_manager.magics[kind].pop(name, None)
     atexit.unregister(magics.registry.shutdown_at_exit)
     magics.close()
+    if magics.live is not None:
+        progress.set_default_factory(None)
+        magics.control.unregister(shell.kernel.comm_manager)
+        magics.live.close()

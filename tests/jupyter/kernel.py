@@ -11,13 +11,15 @@ reparented to init.
 
 from __future__ import annotations
 
+import json
 import os
 import queue
+import sys
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, NamedTuple, Optional, Tuple
 
 import psutil
 from ipykernel.kernelspec import write_kernel_spec
@@ -130,14 +132,19 @@ class Kernel:
         self.manager.shutdown_kernel()
 
 
-def start_kernel(directory: Path, env: Optional[Mapping[str, str]] = None) -> Kernel:
-    """Start an ipykernel of this interpreter on 127.0.0.1, with its own IPython directory.
+def start_kernel(directory: Path, env: Optional[Mapping[str, str]] = None,
+                 python: str = sys.executable) -> Kernel:
+    """Start an ipykernel of ``python`` on 127.0.0.1, with its own IPython directory.
 
-    The kernel spec is written here, so the kernel runs the interpreter that runs
-    the tests whatever "python3" kernel is installed.
+    The kernel spec is written here, so the kernel runs the interpreter asked
+    for (by default the one running the tests), whatever "python3" kernel is
+    installed.
     """
     specs = directory / "kernels"
     write_kernel_spec(specs / KERNEL_NAME)
+    spec_file = specs / KERNEL_NAME / "kernel.json"
+    spec = json.loads(spec_file.read_text())
+    spec_file.write_text(json.dumps({**spec, "argv": [python, *spec["argv"][1:]]}))
     manager = KernelManager(kernel_name=KERNEL_NAME, transport="tcp", ip="127.0.0.1",
                             kernel_spec_manager=KernelSpecManager(kernel_dirs=[str(specs)]))
     tag = uuid.uuid4().hex
@@ -166,3 +173,64 @@ def worker_processes(tag: str) -> List[psutil.Process]:
         except (psutil.NoSuchProcess, psutil.AccessDenied):
             continue
     return found
+
+
+@dataclass
+class IOPubLog:
+    """Every IOPub message of a kernel, read while a test waits for something to happen.
+
+    For cells that block: the test sends an execute request, then reads
+    IOPub here until the condition it expects holds (or fails at a deadline).
+    """
+
+    client: BlockingKernelClient
+    messages: List[dict] = field(default_factory=list)
+
+    def read_until(self, condition: Callable[[], Any], timeout: float, what: str) -> Any:
+        """Read messages until ``condition()`` is true; AssertionError after ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = condition()
+            if value:
+                return value
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+            try:
+                self.messages.append(self.client.get_iopub_msg(timeout=0.05))
+            except queue.Empty:
+                continue
+
+    def finished(self, msg_id: str) -> bool:
+        """Whether the kernel went idle after the request ``msg_id``."""
+        return any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
+                   and m["parent_header"].get("msg_id") == msg_id for m in self.messages)
+
+    def comm_data(self) -> List[dict]:
+        """The data of every comm_msg the kernel sent, oldest first."""
+        return [m["content"]["data"] for m in self.messages if m["msg_type"] == "comm_msg"]
+
+    def widget_updates(self) -> List[Tuple[str, str]]:
+        """(comm id, text) for every string value the kernel sent to a widget."""
+        return [(m["content"]["comm_id"], value) for m in self.messages
+                if m["msg_type"] == "comm_msg"
+                for value in m["content"]["data"].get("state", {}).values()
+                if isinstance(value, str)]
+
+    def widget_texts(self) -> str:
+        """Every string value the kernel sent to a widget, joined: what the views showed."""
+        return "\n".join(text for _, text in self.widget_updates())
+
+    def displayed_in(self, msg_id: str) -> List[dict]:
+        """display_data messages that the front end shows in the output of cell ``msg_id``."""
+        return [m for m in self.messages if m["msg_type"] == "display_data"
+                and m["parent_header"].get("msg_id") == msg_id]
+
+
+def send_comm_msg(client: BlockingKernelClient, comm_id: str, data: dict) -> None:
+    """Send what a front end sends for a widget change or a panel command."""
+    client.shell_channel.send(client.session.msg("comm_msg", {"comm_id": comm_id, "data": data}))
+
+
+def open_comm(client: BlockingKernelClient, target: str, comm_id: str) -> None:
+    client.shell_channel.send(client.session.msg(
+        "comm_open", {"comm_id": comm_id, "target_name": target, "data": {}}))

@@ -218,7 +218,9 @@ def test_a_closing_pool_is_neither_resized_nor_replaced(shell):
     ]),
     ("fiber_scale", ["%fiber_scale [--name NAME] N",
                      "Set a pool's target number of workers, and show the pool."]),
-    ("fiber_status", ["%fiber_status [name]", "Show every pool of this kernel as a table."]),
+    ("fiber_status", ["%fiber_status [-w] [name]",
+                      "Show every pool of this kernel as a table, or as live widgets.",
+                      "show each pool's live widget instead of the table"]),
     ("fiber_shutdown", ["%fiber_shutdown [--all] [name]",
                         "Terminate a pool and wait until its workers have exited."]),
 ])

@@ -1,0 +1,43 @@
+"""Crash and recovery events as the sentences every display shows.
+
+The per-call progress displays and the pool widget's event log say the same
+things the same way: "worker w3 lost: exit -9 (SIGKILL); 4 tasks re-queued",
+"replacement worker w6 starting", "tasks 4-7 re-run on w6 (attempt 2)".
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from .events import PoolEvent, TaskRetried, TasksFailed, WorkerLost, WorkerStarting
+
+
+def task_range(start: int, stop: int) -> str:
+    return f"task {start}" if stop - start == 1 else f"tasks {start}-{stop - 1}"
+
+
+class Incidents:
+    """Describes the events worth telling a user; keeps count of unreplaced losses.
+
+    A worker that starts while a lost one has not been replaced yet is its
+    replacement; other starts (scaling up) are not incidents.
+    """
+
+    def __init__(self) -> None:
+        self._unreplaced_losses = 0
+
+    def describe(self, event: PoolEvent) -> Optional[str]:
+        """The sentence for ``event``, or None if it is not a crash, retry or failure."""
+        if isinstance(event, WorkerLost):
+            self._unreplaced_losses += 1
+            return (f"worker {event.worker_id} lost: {event.reason}; "
+                    f"{event.requeued} tasks re-queued")
+        if isinstance(event, WorkerStarting) and self._unreplaced_losses:
+            self._unreplaced_losses -= 1
+            return f"replacement worker {event.worker_id} starting"
+        if isinstance(event, TaskRetried):
+            return (f"{task_range(event.start, event.stop)} re-run on {event.worker_id} "
+                    f"(attempt {event.attempt})")
+        if isinstance(event, TasksFailed):
+            return f"{task_range(event.start, event.stop)} failed: {event.error}"
+        return None

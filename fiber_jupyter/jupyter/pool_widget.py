@@ -1,0 +1,203 @@
+"""The pool widget: counts, a size slider, a worker grid, the running call and an event log.
+
+Threads, and who writes what:
+
+- The slider and the number box are written by their own observers (run
+  where the kernel handles their messages: the extension's private
+  subshell while a cell blocks, see ``live.py``) and, when someone else
+  changed the target (``%fiber_scale``, the side panel), by the event
+  subscriber. Their observers only call ``pool.scale``, a queue put.
+- Everything else is written by one refresher thread, at most every
+  REFRESH_INTERVAL seconds however many events arrive, so a pool finishing
+  thousands of tasks a second sends a few small updates a second.
+
+The grid is one character per worker, coloured by state, with runs of equal
+state merged into one element: 2,048 workers are a few kilobytes of HTML.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+import threading
+from typing import Any, List, Optional
+
+import ipywidgets
+
+from ..errors import FiberError
+from ..events import PoolClosed, PoolEvent, Progress, Scaled
+from ..incidents import Incidents
+from ..pool import Pool
+from ..progress import counts_text
+from ..status import PoolStatus, WorkerInfo
+from .live import LiveComms
+from .status_text import StatusRow, render_status
+
+REFRESH_INTERVAL = 0.5
+LOG_LINES = 12
+SLIDER_SPAN = 64  # the slider reaches at least this far, and twice the target
+MAX_SIZE = 100_000
+CELL = "\u25a0"
+STATE_COLOURS = {"starting": "#bdbdbd", "idle": "#81c784", "busy": "#1b5e20",
+                 "draining": "#fb8c00", "stopping": "#616161"}
+
+
+def grid_state(worker: WorkerInfo) -> str:
+    """The grid's state of a worker: a ready one is busy or idle."""
+    if worker.state == "ready":
+        return "busy" if worker.tasks else "idle"
+    return worker.state
+
+
+def _worker_number(worker: WorkerInfo) -> tuple:
+    digits = re.sub(r"\D", "", worker.worker_id)
+    return (int(digits) if digits else 0, worker.worker_id)
+
+
+def render_grid(workers: List[WorkerInfo]) -> str:
+    """Workers in start order, one coloured square each, equal neighbours merged."""
+    runs: List[List[Any]] = []
+    for worker in sorted(workers, key=_worker_number):
+        state = grid_state(worker)
+        if runs and runs[-1][0] == state:
+            runs[-1][2] = worker.worker_id
+            runs[-1][3] += 1
+        else:
+            runs.append([state, worker.worker_id, worker.worker_id, 1])
+    spans = []
+    for state, first, last, count in runs:
+        who = first if count == 1 else f"{first}\u2013{last} ({count})"
+        spans.append(f'<span class="fiber-grid-{state}" style="color:{STATE_COLOURS[state]}" '
+                     f'title="{who}: {state}">{CELL * count}</span>')
+    return ('<div class="fiber-grid" style="font-family:monospace;line-height:1;'
+            f'word-break:break-all">{"".join(spans)}</div>')
+
+
+def render_counts(status: PoolStatus) -> str:
+    return html.escape(
+        f"target {status.target} \u00b7 live {status.live} \u00b7 starting {status.pending}"
+        f" \u00b7 busy {status.busy} \u00b7 idle {status.idle} \u00b7 lost {status.lost}"
+        f"   |   tasks: {status.tasks_queued} queued \u00b7 {status.tasks_running} running"
+        f" \u00b7 {status.tasks_done} done")
+
+
+class _Refresher:
+    """Runs ``refresh`` on its own thread after pokes, at most once per ``interval``."""
+
+    def __init__(self, name: str, refresh: Any, interval: float) -> None:
+        self._refresh = refresh
+        self._interval = interval
+        self._wanted = threading.Condition()
+        self._poked = False
+        self._stopped = False
+        self._thread = threading.Thread(target=self._run, name=f"fiber-widget-{name}",
+                                        daemon=True)
+        self._thread.start()
+
+    def poke(self) -> None:
+        with self._wanted:
+            self._poked = True
+            self._wanted.notify()
+
+    def stop(self) -> None:
+        """Refresh once more, then end the thread."""
+        with self._wanted:
+            self._stopped = True
+            self._wanted.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wanted:
+                self._wanted.wait_for(lambda: self._poked or self._stopped)
+                self._poked, stopping = False, self._stopped
+            self._refresh()
+            if stopping:
+                return
+            with self._wanted:  # the rate limit: later pokes wait out the interval
+                self._wanted.wait_for(lambda: self._stopped, self._interval)
+
+
+class PoolWidget(ipywidgets.VBox):
+    """A live view of one pool, with the controls to resize it."""
+
+    def __init__(self, pool: Pool, live: Optional[LiveComms] = None) -> None:
+        self.pool = pool
+        status = pool.status()
+        self._asked = status.target
+        self._incidents = Incidents()
+        self._log_lines: List[str] = []
+        self._call: Optional[Progress] = None
+        self.header = ipywidgets.HTML()
+        self.counts = ipywidgets.HTML()
+        self.slider = ipywidgets.IntSlider(
+            value=status.target, min=1, max=max(SLIDER_SPAN, 2 * status.target),
+            description="workers", continuous_update=False)
+        self.size_box = ipywidgets.BoundedIntText(value=status.target, min=1, max=MAX_SIZE,
+                                                  layout=ipywidgets.Layout(width="90px"))
+        self.grid = ipywidgets.HTML()
+        self.running_call = ipywidgets.HTML()
+        self.event_log = ipywidgets.HTML()
+        super().__init__([self.header, self.counts,
+                          ipywidgets.HBox([self.slider, self.size_box]),
+                          self.grid, self.running_call, self.event_log])
+        for control in (self.slider, self.size_box):
+            control.observe(self._on_size_asked, "value")
+            if live is not None:
+                live.add(control.comm)
+        self._refresher = _Refresher(pool.name, self._refresh, REFRESH_INTERVAL)
+        pool.events.subscribe(self._on_event)
+        self._refresher.poke()
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> dict:
+        """The widget, and for front ends without widgets the table ``%fiber_status`` shows."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        table = render_status([StatusRow(self.pool.name, self.pool.backend, self.pool.status())])
+        return {**bundle, "text/plain": table}
+
+    def _on_size_asked(self, change: dict) -> None:
+        size = change["new"]
+        if size == self._asked:
+            return
+        self._asked = size
+        self._show_size(size)
+        try:
+            self.pool.scale(size)
+        except FiberError as exc:
+            self._add_log(f"cannot scale: {exc}")
+
+    def _show_size(self, size: int) -> None:
+        if size > self.slider.max:
+            self.slider.max = 2 * size
+        self.slider.value = size
+        self.size_box.value = size
+
+    def _on_event(self, event: PoolEvent) -> None:
+        if isinstance(event, Progress):
+            self._call = None if event.finished else event
+        elif isinstance(event, Scaled) and event.target != self._asked:
+            self._asked = event.target
+            self._show_size(event.target)
+        elif isinstance(event, PoolClosed):
+            self._add_log(f"pool stopped: {event.reason}")
+            self.pool.events.unsubscribe(self._on_event)
+            self._refresher.stop()
+            return
+        incident = self._incidents.describe(event)
+        if incident is not None:
+            self._add_log(incident)
+        self._refresher.poke()
+
+    def _add_log(self, line: str) -> None:
+        self._log_lines = [*self._log_lines, html.escape(line)][-LOG_LINES:]
+        self._refresher.poke()
+
+    def _refresh(self) -> None:
+        status = self.pool.status()
+        self.header.value = (f"<b>{html.escape(self.pool.name)}</b> \u00b7 "
+                            f"{html.escape(self.pool.backend)} \u00b7 {status.state}")
+        self.counts.value = render_counts(status)
+        self.grid.value = render_grid(self.pool.workers())
+        call = self._call
+        self.running_call.value = ("" if call is None else
+                           html.escape(f"{call.label}: {counts_text(call)}"))
+        self.event_log.value = "<br>".join(self._log_lines)
