@@ -15,7 +15,7 @@ from .events import (CallStarted, EventStream, PoolClosed, PoolEvent, Progress, 
                      TasksFailed, WorkerLost, WorkerReady, WorkerStarting, WorkerStopped)
 from .pool import Pool
 from .results import AsyncResult, IMapIterator
-from .status import PoolStatus, WorkerInfo
+from .status import PoolStatus, WorkerInfo, WorkerOutput
 
 if TYPE_CHECKING:  # only for the extension hooks' annotations: IPython stays unimported
     from IPython.core.interactiveshell import InteractiveShell
@@ -33,7 +33,7 @@ __all__ = [
     "PoolStatus", "PoolTerminatedError", "Progress", "RemoteError", "RemoteTraceback",
     "ResultEncodingError", "Scaled", "TaskCancelled", "TaskRetried", "TasksFailed",
     "TimeoutError", "WorkerLost", "WorkerLostError", "WorkerReady", "WorkerStarting",
-    "WorkerInfo", "WorkerStopped",
+    "WorkerInfo", "WorkerOutput", "WorkerStopped",
 ]
 
 

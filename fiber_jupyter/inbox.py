@@ -13,7 +13,7 @@ import collections
 import os
 import threading
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from .backends import WorkerExit
 from .jobs import Job
@@ -34,6 +34,10 @@ class Reply:
         """The answer, or None if none came within ``timeout`` seconds."""
         return self.value if self._event.wait(timeout) else None
 
+    def arrived(self, timeout: Optional[float]) -> bool:
+        """Whether the answer came within ``timeout`` seconds."""
+        return self._event.wait(timeout)
+
 
 @dataclass
 class Submit:
@@ -48,6 +52,13 @@ class Scale:
 @dataclass
 class Cancel:
     job_id: int
+    reply: Reply
+
+
+@dataclass
+class Execute:
+    code: str
+    keep: bool
     reply: Reply
 
 

@@ -20,14 +20,15 @@ from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
 from . import progress as progress_displays
 from . import serialization
-from .errors import BrokenPoolError, PoolSizeError, PoolStateError, TaskCancelled
+from .errors import (BrokenPoolError, PoolSizeError, PoolStateError, TaskCancelled,
+                     TimeoutError)
 from .events import CallStarted, EventStream
 from .jobs import Job
 from .notifier import Notifier
 from .outcomes import CallMode
-from .results import AsyncResult, IMapIterator
+from .results import AsyncResult, IMapIterator, wait_slices
 from .scheduler import Scheduler, SchedulerConfig
-from .status import PoolState, PoolStatus, WorkerInfo
+from .status import PoolState, PoolStatus, WorkerInfo, WorkerOutput
 from .backends import backend_class
 
 log = logging.getLogger(__name__)
@@ -157,6 +158,35 @@ class Pool:
         n = _positive_int("pool size", n)
         self._check_running()
         self._scheduler.scale(n)
+
+    # Code on every worker ----------------------------------------------------
+
+    def execute(self, code: str, keep: bool = True,
+                timeout: Optional[float] = None) -> List[WorkerOutput]:
+        """Run Python ``code`` once on every worker, in the worker's own namespace.
+
+        For set-up: imports, loading data, defining helpers. Functions sent
+        later with ``map`` and the others see the names it defines (the
+        caller's own names win). A worker busy with tasks runs it once it has
+        finished the batches it holds.
+
+        With ``keep`` (the default), workers that start later, when the pool
+        grows or replaces a crashed worker, run it too before their first
+        task; code that raised on any worker is not kept. Returns what it
+        printed and raised on each worker, in worker order; a syntax error is
+        raised here, before any worker runs anything.
+        """
+        if not isinstance(code, str):
+            raise TypeError(f"code must be a string of Python source, got {type(code).__name__}")
+        compile(code, "<fiber setup>", "exec")
+        self._check_running()
+        reply = self._scheduler.execute(code, keep)
+        for seconds in wait_slices(timeout):
+            if reply.arrived(seconds):
+                if isinstance(reply.value, BaseException):
+                    raise reply.value
+                return reply.value
+        raise TimeoutError(f"not every worker ran the code within {timeout} s; it still runs")
 
     # Calls -------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ CONTROL_SUFFIX = "/control"
 
 # Bumped whenever a message changes shape; a worker of another version is
 # refused at Hello with a message naming both versions.
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2
 
 
 class Hello(NamedTuple):
@@ -46,16 +46,25 @@ class Hello(NamedTuple):
 
 
 class Welcome(NamedTuple):
-    """The master accepts a worker; the pickled initializer runs before any task."""
+    """The master accepts a worker; the pickled initializer runs before any task.
+
+    ``setup`` is the code kept by ``pool.execute``, run after the initializer,
+    in order, in the worker's namespace.
+    """
 
     initializer: Optional[bytes]
+    setup: Tuple[str, ...]
     KIND = b"W"
 
 
 class Ready(NamedTuple):
-    """The worker ran its initializer; ``error`` is its traceback if it raised."""
+    """The worker ran its initializer and setup steps; ``error`` is the traceback if one raised.
+
+    ``failed_step`` is None for the initializer, else the setup step's number (from 1).
+    """
 
     error: Optional[str]
+    failed_step: Optional[int]
     KIND = b"Y"
 
 
@@ -90,6 +99,23 @@ class Done(NamedTuple):
     KIND = b"D"
 
 
+class Execute(NamedTuple):
+    """Run ``code`` in the worker's namespace (after the batches it holds); answer Executed."""
+
+    run_id: int
+    code: str
+    KIND = b"E"
+
+
+class Executed(NamedTuple):
+    """What running ``code`` printed (stdout and stderr as written) and its traceback, if any."""
+
+    run_id: int
+    output: str
+    error: Optional[str]
+    KIND = b"X"
+
+
 class Heartbeat(NamedTuple):
     """The worker is alive (sent by its I/O thread, whatever the task does)."""
 
@@ -110,7 +136,8 @@ class Stop(NamedTuple):
 
 
 MESSAGE_TYPES: Dict[bytes, Type[Any]] = {
-    cls.KIND: cls for cls in (Hello, Welcome, Ready, Run, Done, Heartbeat, Cancel, Stop)
+    cls.KIND: cls for cls in (Hello, Welcome, Ready, Run, Done, Execute, Executed,
+                              Heartbeat, Cancel, Stop)
 }
 
 

@@ -42,7 +42,7 @@ def set_waiting_hook(hook: Optional[Callable[[], None]]) -> None:
     _waiting_hook = hook
 
 
-def _wait_slices(timeout: Optional[float]) -> Iterator[Optional[float]]:
+def wait_slices(timeout: Optional[float]) -> Iterator[Optional[float]]:
     """Timeouts for successive waits that add up to ``timeout``.
 
     Without a waiting hook that is ``timeout`` itself, in one wait; with one,
@@ -128,7 +128,7 @@ class AsyncResult:
 
     def wait(self, timeout: Optional[float] = None) -> None:
         try:
-            for seconds in _wait_slices(timeout):
+            for seconds in wait_slices(timeout):
                 if self._event.wait(seconds):
                     return
         except KeyboardInterrupt:
@@ -253,7 +253,7 @@ class IMapIterator:
             raise (self._cancel() if self._cancel else KeyboardInterrupt()) from None
 
     def _take_next_chunk(self, timeout: Optional[float]) -> None:
-        for seconds in _wait_slices(timeout):
+        for seconds in wait_slices(timeout):
             with self._condition:
                 if self._consumed >= self._total:
                     self._finish()

@@ -42,12 +42,13 @@ import zmq
 
 from . import inbox, protocol, security
 from .inbox import Inbox
-from .status import PoolState, PoolStatus, WorkerInfo
+from .status import PoolState, PoolStatus, WorkerInfo, WorkerOutput
 from .backends import Backend, WorkerExit, WorkerLaunch
 from .errors import (BrokenPoolError, InitializerError, PoolStateError, PoolTerminatedError,
                      TaskCancelled, WorkerLostError)
 from .events import (EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskRetried,
                      TasksFailed, WorkerLost, WorkerReady, WorkerStarting, WorkerStopped)
+from .executions import ExecutionRun, SetupSteps
 from .jobs import Batch, BatchState, Job
 from .results import Chunk
 from .workers import CREDIT, WorkerRecord, WorkerState, WorkerTable, plan_resize
@@ -113,6 +114,10 @@ class Scheduler(threading.Thread):
         self._feeding: Deque[Job] = collections.deque()
         # Batches of lost workers, waiting to be dispatched again.
         self._retries: Deque[Batch] = collections.deque()
+        # pool.execute runs waiting for answers, by run id; the code new workers replay.
+        self._executions: Dict[int, ExecutionRun] = {}
+        self._run_ids = itertools.count()
+        self._setup = SetupSteps()
         self._lost_total = 0
         self._tasks_done = 0
         self._start_failures = 0
@@ -127,7 +132,7 @@ class Scheduler(threading.Thread):
             inbox.Submit: self._on_submit, inbox.Scale: self._on_scale,
             inbox.Cancel: self._on_cancel, inbox.Close: self._on_close,
             inbox.Terminate: self._on_terminate, inbox.WorkerEnded: self._on_worker_ended,
-            inbox.ListWorkers: self._on_list_workers,
+            inbox.ListWorkers: self._on_list_workers, inbox.Execute: self._on_execute,
         }
         self.status = self._snapshot()
 
@@ -171,6 +176,13 @@ class Scheduler(threading.Thread):
         if not self._inbox.put(inbox.ListWorkers(reply)):
             return []
         return reply.wait(timeout) or []
+
+    def execute(self, code: str, keep: bool) -> inbox.Reply:
+        """Ask every worker to run ``code``; the reply gets their outputs or a refusal."""
+        reply = inbox.Reply()
+        if not self._inbox.put(inbox.Execute(code, keep, reply)):
+            reply.set(self._refusal())
+        return reply
 
     def close(self) -> None:
         self._inbox.put(inbox.Close())
@@ -248,6 +260,36 @@ class Scheduler(threading.Thread):
                        w.pid, w.host)
             for w in self._workers])
 
+    def _on_execute(self, command: inbox.Execute) -> None:
+        if self.state is not PoolState.RUNNING:
+            command.reply.set(self._refusal())
+            return
+        # Starting workers that were not welcomed yet get the step in their Welcome.
+        targets = [w for w in self._workers if w.greeted and w.state is not WorkerState.STOPPING]
+        run = ExecutionRun(next(self._run_ids), command.code, command.keep, command.reply,
+                           {w.worker_id for w in targets})
+        if run.keep:
+            self._setup.keep(run)
+        self._executions[run.run_id] = run
+        for worker in targets:
+            self._send(worker, protocol.Execute(run.run_id, run.code))
+        self._settle(run)
+
+    def _on_executed(self, worker: WorkerRecord, executed: protocol.Executed) -> None:
+        run = self._executions.get(executed.run_id)
+        if run is not None:
+            run.record(WorkerOutput(worker.worker_id, executed.output, executed.error))
+            self._settle(run)
+
+    def _settle(self, run: ExecutionRun) -> None:
+        """Answer the caller once every worker did; a step that failed anywhere is not kept."""
+        if run.waiting:
+            return
+        del self._executions[run.run_id]
+        if run.keep and run.failed:
+            self._setup.drop(run)
+        run.reply.set(run.answers())
+
     def _on_cancel(self, command: inbox.Cancel) -> None:
         job = self._jobs.get(command.job_id)
         if job is None:
@@ -280,6 +322,11 @@ class Scheduler(threading.Thread):
         if worker is None:
             return
         self._reconcile_needed = True
+        for run in list(self._executions.values()):
+            if worker.worker_id in run.waiting:
+                run.record(WorkerOutput(worker.worker_id, "",
+                                        f"worker lost: {worker.kill_reason or exit.describe()}"))
+                self._settle(run)
         shutting_down = self.state in (PoolState.TERMINATING, PoolState.BROKEN)
         if shutting_down or (worker.state is WorkerState.STOPPING and not worker.in_flight):
             self._emit(WorkerStopped(self.config.name, worker.worker_id))
@@ -328,6 +375,8 @@ class Scheduler(threading.Thread):
             self._on_hello(worker, message)
         elif isinstance(message, protocol.Ready):
             self._on_ready(worker, message)
+        elif isinstance(message, protocol.Executed):
+            self._on_executed(worker, message)
 
     def _on_hello(self, worker: WorkerRecord, hello: protocol.Hello) -> None:
         if hello.protocol != protocol.PROTOCOL_VERSION:
@@ -337,12 +386,14 @@ class Scheduler(threading.Thread):
             return
         worker.greeted = True
         worker.pid, worker.host = hello.pid, hello.host
-        self._send(worker, protocol.Welcome(self.config.initializer))
+        self._send(worker, protocol.Welcome(self.config.initializer, self._setup.codes()))
 
     def _on_ready(self, worker: WorkerRecord, ready: protocol.Ready) -> None:
         if ready.error is not None:
-            self._break(InitializerError(
-                f"the pool's initializer raised in worker {worker.worker_id}:\n{ready.error}"))
+            what = ("the pool's initializer" if ready.failed_step is None else
+                    f"setup step {ready.failed_step} (kept by pool.execute)")
+            self._break(InitializerError(f"{what} raised in worker {worker.worker_id}:\n"
+                                         f"{ready.error}"))
             return
         self._start_failures = 0
         worker.batches_left = self.config.maxtasksperchild
@@ -661,6 +712,9 @@ class Scheduler(threading.Thread):
         self._backend.close()
         self._inbox.close()
         self._run_commands()
+        for run in list(self._executions.values()):
+            run.give_up(f"the pool stopped ({self.state.value}) before this worker answered")
+            self._settle(run)
         self._wake_callers()
         self._router.close(linger=0)
         self._guard.close()

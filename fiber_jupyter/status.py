@@ -1,9 +1,12 @@
-"""The pool's lifecycle states and the snapshots ``pool.status()`` and ``pool.workers()`` return."""
+"""The pool's lifecycle states, and the snapshots its introspection calls return.
+
+``pool.status()``, ``pool.workers()`` and ``pool.execute()``.
+"""
 
 from __future__ import annotations
 
 import enum
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Tuple
 
 
 class PoolState(enum.Enum):
@@ -48,3 +51,22 @@ class WorkerInfo(NamedTuple):
     tasks: int
     pid: Optional[int]
     host: str
+
+
+class WorkerOutput(NamedTuple):
+    """What code run with ``pool.execute`` did on one worker.
+
+    ``output`` is what it printed (stdout and stderr, as written); ``error`` is
+    the traceback text if it raised, or why the worker could not answer
+    ("worker lost: exit -9 (SIGKILL)"), else None.
+    """
+
+    worker_id: str
+    output: str
+    error: Optional[str]
+
+
+def worker_order(worker_id: str) -> Tuple[int, str]:
+    """Sort key putting workers in start order: "w2" before "w10"."""
+    digits = "".join(c for c in worker_id if c.isdigit())
+    return (int(digits) if digits else 0, worker_id)

@@ -3,7 +3,7 @@
 Two threads, each owning one connection to the master's ROUTER socket::
 
     master ROUTER ══ task connection (identity "w7") ══ main thread (TaskRunner)
-                     Hello, Ready, Done ▲   ▼ Welcome, Run, Stop
+                     Hello, Ready, Done, Executed ▲   ▼ Welcome, Run, Execute, Stop
                                         runs the initializer and the batches
 
     master ROUTER ══ control connection ("w7/control") ══ control thread (ControlLink)
@@ -34,7 +34,7 @@ from typing import Any, Dict, List, Optional, Set
 
 import zmq
 
-from . import outcomes, protocol, security, serialization
+from . import namespace, outcomes, protocol, security, serialization
 from .outcomes import TaskFailure
 
 log = logging.getLogger("fiber_jupyter.worker")
@@ -180,9 +180,20 @@ class TaskRunner:
 
     def _handle(self, message: Any, body: List[zmq.Frame]) -> None:
         if isinstance(message, protocol.Welcome):
-            self._send(protocol.Ready(self._initialize(message.initializer)))
+            error = self._initialize(message.initializer)
+            self._send(protocol.Ready(error, None) if error else self._set_up(message.setup))
         elif isinstance(message, protocol.Run) and self._running.begin(message.batch_id):
             self._run(message, body)
+        elif isinstance(message, protocol.Execute):
+            self._send(protocol.Executed(message.run_id, *namespace.run(message.code)))
+
+    def _set_up(self, steps: tuple) -> protocol.Ready:
+        """Replay the code kept by ``pool.execute``, in order, up to a failure."""
+        for number, code in enumerate(steps, 1):
+            printed, error = namespace.run(code)
+            if error is not None:
+                return protocol.Ready(printed + error, number)
+        return protocol.Ready(None, None)
 
     def _initialize(self, initializer: Optional[bytes]) -> Optional[str]:
         """Run the pool's initializer; its traceback text if it raised."""
@@ -220,6 +231,8 @@ class TaskRunner:
         fn = self._functions[run.job_id]
         if isinstance(fn, Exception):
             raise fn
+        if run.function_included:
+            namespace.share_with(fn)
         items = serialization.loads(body[1].buffer, [frame.buffer for frame in body[2:]])
         return fn, items
 

@@ -10,10 +10,14 @@ from fiber_jupyter import protocol
 
 MESSAGES = [
     protocol.Hello("w3", 1234, "host", protocol.PROTOCOL_VERSION),
-    protocol.Welcome(b"\x80initializer"),
-    protocol.Welcome(None),
-    protocol.Ready(None),
-    protocol.Ready("Traceback ..."),
+    protocol.Welcome(b"\x80initializer", ("import math", "x = 1")),
+    protocol.Welcome(None, ()),
+    protocol.Execute(3, "import numpy as np\nprint(np.__version__)"),
+    protocol.Executed(3, "1.26\n", None),
+    protocol.Executed(4, "", "Traceback ...\nNameError: name 'y' is not defined"),
+    protocol.Ready(None, None),
+    protocol.Ready("Traceback ...", None),
+    protocol.Ready("Traceback ...", 2),
     protocol.Run(7, 2, 1, 10, True, (1, 5)),
     protocol.Done(7, 10, 2, 0.25),
     protocol.Heartbeat(),
@@ -49,8 +53,11 @@ def test_bad_frames_raise_protocol_error_naming_the_problem(frames, error):
         protocol.decode(frames)
 
 
-def test_each_kind_byte_is_unique():
-    assert len(protocol.MESSAGE_TYPES) == 8
+def test_each_message_type_has_a_kind_byte_of_its_own():
+    kinds = [cls for cls in vars(protocol).values()
+             if isinstance(getattr(cls, "KIND", None), bytes)]
+    assert len(kinds) == 10
+    assert set(protocol.MESSAGE_TYPES.values()) == set(kinds)
 
 
 @given(st.lists(st.binary(max_size=64), max_size=6))

@@ -6,6 +6,7 @@
     %fiber_scale N           set a pool's target number of workers
     %fiber_status [NAME]     a table of every pool of this kernel
     %fiber_shutdown [NAME]   terminate a pool and wait for its workers (or --all)
+    %%fiber                  run the cell on every worker (imports, data, helpers)
 
 Thin on purpose: ``magic_arguments`` parses and checks every option (with the
 converters in ``options.py``), the bodies call the public Pool API through the
@@ -25,7 +26,7 @@ from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from IPython.core.error import UsageError
 from IPython.core.interactiveshell import InteractiveShell
-from IPython.core.magic import Magics, line_magic, magics_class
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 from IPython.core.magic_arguments import (argument, argument_group, magic_arguments,
                                           parse_argstring)
 from IPython.display import display
@@ -41,6 +42,7 @@ from .live import LiveComms
 from .pool_widget import PoolWidget
 from .progress_widget import widget_factory
 from .registry import PoolOptions, PoolRegistry, UnknownPoolError
+from .worker_outputs import render
 from .status_text import StatusRow, render_status
 
 # The name, and the variable, of a notebook's pool when none is given.
@@ -53,6 +55,14 @@ _REPLACEABLE = (None, PoolState.STOPPED.value, PoolState.BROKEN.value)
 # very busy turn run longer, the table shown is one turn old, and the cell
 # still returns.
 TARGET_TIMEOUT = 5.0
+
+
+class WorkerSetupError(FiberError):
+    """``%%fiber`` code raised on some workers; the cell's output shows where and how."""
+
+    def _render_traceback_(self) -> List[str]:
+        """IPython shows this line, not a traceback into the magic's machinery."""
+        return [f"WorkerSetupError: {self}"]
 
 
 class PlainText(str):
@@ -196,6 +206,45 @@ class FiberMagics(Magics):
         self._shut_down(names)
         if not names:
             print("no pools to shut down")
+
+    @magic_arguments(name="%fiber")  # the help then reads %%fiber, as the cell magic is spelt
+    @argument("--name", type=options.pool_name, default=DEFAULT_POOL,
+              help=f"the pool whose workers run the cell (default: {DEFAULT_POOL})")
+    @argument("--once", action="store_true",
+              help="run it on the workers of the moment only; by default workers that "
+                   "start later (scale-up, replacements of crashed ones) run it too")
+    @cell_magic
+    def fiber(self, line: str, cell: str) -> None:
+        """Run the cell on every worker of a pool: imports, loading data, helpers.
+
+        The cell runs once per worker, in the worker's own namespace; the
+        functions the notebook maps later see the names it defines (where
+        the notebook has a name too, the notebook's value wins). Workers that
+        start later run it before their first task, unless --once is given
+        or the cell raised on a worker now. A worker busy with tasks runs it
+        once it has finished the batches it holds.
+
+        Output is grouped: workers that printed the same thing and ended
+        the same way are shown once, under the ranges of their ids. If the
+        cell raised anywhere, the magic fails after showing the tracebacks.
+
+        Example:
+
+          %%fiber
+          import numpy as np
+          weights = np.load("weights.npy")
+        """
+        args = _parse(self.fiber, line)
+        pool = self._pool(args.name)
+        try:
+            outputs = pool.execute(cell, keep=not args.once)
+        except FiberError as exc:
+            raise UsageError(str(exc)) from None
+        print(render(outputs))
+        failed = sum(output.error is not None for output in outputs)
+        if failed:
+            raise WorkerSetupError(f"the cell raised on {failed} of {len(outputs)} workers "
+                                   f"of pool {pool.name!r}; it is not kept for new workers")
 
     def close(self) -> None:
         """Shut down every pool, saying so: the extension is being unloaded."""

@@ -12,13 +12,13 @@ Threads, and who writes what:
   thousands of tasks a second sends a few small updates a second.
 
 The grid is one character per worker, coloured by state, with runs of equal
-state merged into one element: 2,048 workers are a few kilobytes of HTML.
+state merged into one element: 2,048 workers in a few long runs are a few
+kilobytes of HTML, and under 100 KB even if every neighbour differs.
 """
 
 from __future__ import annotations
 
 import html
-import re
 import threading
 from typing import Any, List, Optional
 
@@ -29,7 +29,7 @@ from ..events import PoolClosed, PoolEvent, Progress, Scaled
 from ..incidents import Incidents
 from ..pool import Pool
 from ..progress import counts_text
-from ..status import PoolStatus, WorkerInfo
+from ..status import PoolStatus, WorkerInfo, worker_order
 from .live import LiveComms
 from .status_text import StatusRow, render_status
 
@@ -38,8 +38,13 @@ LOG_LINES = 12
 SLIDER_SPAN = 64  # the slider reaches at least this far, and twice the target
 MAX_SIZE = 100_000
 CELL = "\u25a0"
-STATE_COLOURS = {"starting": "#bdbdbd", "idle": "#81c784", "busy": "#1b5e20",
-                 "draining": "#fb8c00", "stopping": "#616161"}
+# state -> (short CSS class, colour): the class is repeated per run, so it is short.
+STATE_STYLES = {"starting": ("fs", "#bdbdbd"), "idle": ("fi", "#81c784"),
+                "busy": ("fb", "#1b5e20"), "draining": ("fd", "#fb8c00"),
+                "stopping": ("fx", "#616161")}
+GRID_STYLE = ("<style>.fiber-grid{font-family:monospace;line-height:1;word-break:break-all}"
+              + "".join(f".fiber-grid .{css}{{color:{colour}}}"
+                        for css, colour in STATE_STYLES.values()) + "</style>")
 
 
 def grid_state(worker: WorkerInfo) -> str:
@@ -49,28 +54,21 @@ def grid_state(worker: WorkerInfo) -> str:
     return worker.state
 
 
-def _worker_number(worker: WorkerInfo) -> tuple:
-    digits = re.sub(r"\D", "", worker.worker_id)
-    return (int(digits) if digits else 0, worker.worker_id)
-
-
 def render_grid(workers: List[WorkerInfo]) -> str:
     """Workers in start order, one coloured square each, equal neighbours merged."""
-    runs: List[List[Any]] = []
-    for worker in sorted(workers, key=_worker_number):
+    runs: List[List[Any]] = []  # [state, first id, last id, count]
+    for worker in sorted(workers, key=lambda worker: worker_order(worker.worker_id)):
         state = grid_state(worker)
         if runs and runs[-1][0] == state:
             runs[-1][2] = worker.worker_id
             runs[-1][3] += 1
         else:
             runs.append([state, worker.worker_id, worker.worker_id, 1])
-    spans = []
-    for state, first, last, count in runs:
-        who = first if count == 1 else f"{first}\u2013{last} ({count})"
-        spans.append(f'<span class="fiber-grid-{state}" style="color:{STATE_COLOURS[state]}" '
-                     f'title="{who}: {state}">{CELL * count}</span>')
-    return ('<div class="fiber-grid" style="font-family:monospace;line-height:1;'
-            f'word-break:break-all">{"".join(spans)}</div>')
+    spans = "".join(
+        f'<span class="{STATE_STYLES[state][0]}" title="'
+        f'{first if count == 1 else f"{first}{chr(0x2013)}{last} ({count})"}: {state}">'
+        f"{CELL * count}</span>" for state, first, last, count in runs)
+    return f'{GRID_STYLE}<div class="fiber-grid">{spans}</div>'
 
 
 def render_counts(status: PoolStatus) -> str:

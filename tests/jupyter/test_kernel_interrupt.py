@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from .kernel import WAIT_LIVE, start_kernel
+from .kernel import WAIT_LIVE, send_comm_msg, start_kernel
 
 # Starts a long map, says so once it is under way, then blocks in get(), where
 # the interrupt lands. Waiting on the pool's Progress event, not on time.
@@ -53,7 +53,8 @@ def _run_and_interrupt(kernel, code: str, timeout: float = 60.0) -> dict:
 
 @pytest.mark.timeout(180)
 def test_the_stop_button_cancels_a_blocking_map_and_the_pool_stays_usable(kernel):
-    assert kernel.run(f"{WAIT_LIVE}\n%load_ext fiber_jupyter\n%fiber_pool 2\n"
+    assert kernel.run(f"{WAIT_LIVE}\n%load_ext fiber_jupyter\n"
+                      "w = get_ipython().run_line_magic('fiber_pool', '2')\n"
                       "_wait_live(pool, 2)").result == "True"
     error = _run_and_interrupt(kernel, BLOCKING_CELL)
     assert error is not None, "the interrupted cell must end with an error"
@@ -62,4 +63,8 @@ def test_the_stop_button_cancels_a_blocking_map_and_the_pool_stays_usable(kernel
                         r"dropped, \d+ running tasks interrupted", error["evalue"])
     after = kernel.run("print(pool.map(abs, [-1, -2, -3]), pool.status().lost)")
     assert after.stdout == "[1, 2, 3] 0\n"
+    slider = kernel.run("print(w.slider.model_id)").stdout.strip()
+    send_comm_msg(kernel.client, slider, {"method": "update", "state": {"value": 3},
+                                          "buffer_paths": []})
+    assert kernel.run("_wait_live(pool, 3)").result == "True", "the widget still scales the pool"
     kernel.run("%fiber_shutdown --all")

@@ -102,6 +102,10 @@ def test_a_pool_is_started_used_scaled_shown_and_shut_down(shell):
     ("%fiber_shutdown nosuch", "no pool named 'nosuch' (this kernel's pools: none yet)"),
     ("%fiber_shutdown", "no pool named 'pool' (this kernel's pools: none yet)"),
     ("%fiber_shutdown pool --all", "give a pool name or --all, not both"),
+    ("%%fiber\nimport math", "no pool named 'pool' (this kernel's pools: none yet)"),
+    ("%%fiber --name nosuch\nimport math",
+     "no pool named 'nosuch' (this kernel's pools: none yet)"),
+    ("%%fiber --bogus\nimport math", "unrecognized arguments: --bogus"),
 ])
 def test_misuse_is_a_one_line_usage_error_and_starts_nothing(shell, code, message):
     assert shell.run(code) == usage_error(message)
@@ -167,6 +171,45 @@ def test_binding_says_what_the_variable_held_before(shell):
     assert [row(shell.run("%fiber_status").result, i)[0] for i in (0, 1)] == ["a", "b"]
 
 
+def test_a_fiber_cell_sets_up_every_worker_for_the_maps_that_follow(shell):
+    assert shell.run("%fiber_pool 2\n_wait_live(pool, 2)").result == "True"
+    setup = shell.run("%%fiber\nimport math\nBASE = 10\nprint('ready')")
+    assert setup == shown("ran on 2 workers: all ok\n[w0-w1] (2 workers):\n  ready\n")
+    mapped = shell.run("def f(x):\n    return BASE * math.sqrt(x)\n\npool.map(f, [4, 9])")
+    assert mapped == shown(result="[20.0, 30.0]")
+
+
+def test_a_fiber_cell_that_raises_shows_the_tracebacks_then_fails_in_one_line(shell):
+    assert shell.run("%fiber_pool 2\n_wait_live(pool, 2)").result == "True"
+    failed = shell.run("%%fiber\nx = 1\nraise OSError('no GPU on this host')")
+    assert failed.stdout.startswith("ran on 2 workers: 0 ok, 2 failed\n"
+                                    "[w0-w1] (2 workers) raised:\n  Traceback")
+    assert "    raise OSError('no GPU on this host')\n  OSError: no GPU on this host\n" in (
+        failed.stdout)
+    message = ("the cell raised on 2 of 2 workers of pool 'pool'; "
+               "it is not kept for new workers")
+    assert failed.error == ("WorkerSetupError", message)
+    assert failed.tracebacks == [[f"WorkerSetupError: {message}"]]
+
+
+def test_the_widget_follows_a_size_set_elsewhere_and_shows_the_counts(shell):
+    assert shell.run("w = get_ipython().run_line_magic('fiber_pool', '1')\n"
+                     "_wait_live(pool, 1)").result == "True"
+    shell.run("%fiber_scale 3")
+    assert shell.run("_wait_live(pool, 3)\n"
+                     "w.slider.value, w.size_box.value").result == "(3, 3)"
+    assert shell.run("w._refresh()\n"
+                     "'target 3 \u00b7 live 3' in w.counts.value").result == "True"
+
+
+def test_status_as_widgets_shows_each_pools_widget_with_its_table_as_text(shell):
+    shell.run("%fiber_pool 1 --name a -o a\n%fiber_pool 1 --name b -o b")
+    shown_widgets = shell.run("%fiber_status -w")
+    assert shown_widgets.result == ""
+    assert [line.split()[0] for line in shown_widgets.displayed.split("\n")
+            if line.startswith(("a ", "b "))] == ["a", "b"]
+
+
 def test_status_of_one_pool_by_name(shell):
     shell.run("%fiber_pool 1 --name a -o a\n%fiber_pool 1 --name b -o b")
     table = shell.run("%fiber_status b").result
@@ -221,6 +264,9 @@ def test_a_closing_pool_is_neither_resized_nor_replaced(shell):
     ("fiber_status", ["%fiber_status [-w] [name]",
                       "Show every pool of this kernel as a table, or as live widgets.",
                       "show each pool's live widget instead of the table"]),
+    ("%fiber", ["%%fiber [--name NAME] [--once]",
+                "Run the cell on every worker of a pool: imports, loading data, helpers.",
+                "run it on the workers of the moment only"]),
     ("fiber_shutdown", ["%fiber_shutdown [--all] [name]",
                         "Terminate a pool and wait until its workers have exited."]),
 ])
