@@ -27,7 +27,8 @@ setup(
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout", "numpy", "psutil", "hypothesis", "ruff",
-                 "jupyter_client", "jupyterlab>=4.6,<5", "playwright==1.65.2"],
+                 "jupyter_client", "jupyterlab>=4.6,<5", "playwright==1.65.2", "nbclient",
+                 "nbformat"],
     },
     classifiers=[
         "Framework :: Jupyter",
