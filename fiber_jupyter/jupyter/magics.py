@@ -297,6 +297,7 @@ class FiberMagics(Magics):
             pool = self.registry.get(name)
             status = pool.status()
             self.registry.shutdown(name)
+            self._widgets.pop(name, None)
             stopped = _workers(status.live + status.pending)
             report = f"shut down pool {name!r} ({pool.backend}, {stopped} stopped)"
             holders = self._variables_holding(pool)

@@ -231,6 +231,25 @@ def send_comm_msg(client: BlockingKernelClient, comm_id: str, data: dict) -> Non
     client.shell_channel.send(client.session.msg("comm_msg", {"comm_id": comm_id, "data": data}))
 
 
-def open_comm(client: BlockingKernelClient, target: str, comm_id: str) -> None:
-    client.shell_channel.send(client.session.msg(
-        "comm_open", {"comm_id": comm_id, "target_name": target, "data": {}}))
+def open_comm(client: BlockingKernelClient, target: str, comm_id: str,
+              subshell_id: Optional[str] = None) -> None:
+    """Open a comm; with ``subshell_id``, on that subshell, as JupyterLab >= 4.4 does."""
+    message = client.session.msg("comm_open", {"comm_id": comm_id, "target_name": target,
+                                               "data": {}})
+    if subshell_id is not None:
+        message["header"]["subshell_id"] = subshell_id
+    client.shell_channel.send(message)
+
+
+def front_end_subshell(client: BlockingKernelClient, timeout: float = 30.0) -> Optional[str]:
+    """A subshell created as JupyterLab creates its own; None if the kernel has none (6.x)."""
+    info = client.kernel_info(reply=True, timeout=timeout)["content"]
+    if "kernel subshells" not in info.get("supported_features", []):
+        return None
+    request = client.session.msg("create_subshell_request", {})
+    client.control_channel.send(request)
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = _next(client.get_control_msg, request["header"]["msg_id"], deadline,
+                      "create_subshell_request")
+        return reply["content"]["subshell_id"]

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from .kernel import (WAIT_LIVE, IOPubLog, open_comm, send_comm_msg, shown, start_kernel,
-                     worker_processes)
+from .kernel import (WAIT_LIVE, IOPubLog, front_end_subshell, open_comm, send_comm_msg, shown,
+                     start_kernel, worker_processes)
 
 ROOT = Path(__file__).resolve().parents[2]
 IPYKERNEL6_PYTHON = ROOT / ".venv-ipykernel6" / "bin" / "python"
@@ -138,6 +138,22 @@ def test_the_control_comm_scales_the_pool_before_the_blocking_map_returns(shell,
     send_comm_msg(shell.client, comm_id, {"cmd": "scale", "pool": "pool", "n": 2})
     scaled = {"event": "scaled", "pool": "pool", "target": 2}
     running.log.read_until(lambda: scaled in running.log.comm_data(), 30, "the reply")
+    running.log.read_until(lambda: len(worker_processes(shell.tag)) == 2, 60,
+                           "2 workers while the map blocks")
+    assert not running.log.finished(running.msg_id)
+
+
+def test_a_panel_can_open_the_control_comm_while_a_map_blocks(shell, blocked):
+    """As JupyterLab opens comms: on a subshell of its own where the kernel has subshells."""
+    subshell = front_end_subshell(shell.client)
+    running = blocked()
+    running.wait_running()
+    comm_id = uuid.uuid4().hex
+    open_comm(shell.client, "fiber_jupyter.control", comm_id, subshell)
+    running.log.read_until(lambda: any(d.get("event") == "pools"
+                                       for d in running.log.comm_data()), 30,
+                           "the pools the control comm sends when it opens")
+    send_comm_msg(shell.client, comm_id, {"cmd": "scale", "pool": "pool", "n": 2})
     running.log.read_until(lambda: len(worker_processes(shell.tag)) == 2, 60,
                            "2 workers while the map blocks")
     assert not running.log.finished(running.msg_id)
