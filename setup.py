@@ -24,6 +24,7 @@ setup(
         "ipykernel>=6.29",
         "ipython",
         "ipywidgets>=8.1",
+        "kubernetes>=30",
     ],
     extras_require={
         "test": ["pytest>=7", "pytest-timeout", "numpy", "psutil", "hypothesis", "ruff",

@@ -12,7 +12,8 @@ from .errors import (BrokenPoolError, FiberError, InitializerError, PoolSizeErro
                      PoolStateError, PoolTerminatedError, RemoteError, RemoteTraceback,
                      ResultEncodingError, TaskCancelled, TimeoutError, WorkerLostError)
 from .events import (CallStarted, EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskRetried,
-                     TasksFailed, WorkerLost, WorkerReady, WorkerStarting, WorkerStopped)
+                     TasksFailed, WorkerLost, WorkerReady, WorkerStarting, WorkerStopped,
+                     WorkerWaiting)
 from .pool import Pool
 from .results import AsyncResult, IMapIterator
 from .status import PoolStatus, WorkerInfo, WorkerOutput
@@ -33,7 +34,7 @@ __all__ = [
     "PoolStatus", "PoolTerminatedError", "Progress", "RemoteError", "RemoteTraceback",
     "ResultEncodingError", "Scaled", "TaskCancelled", "TaskRetried", "TasksFailed",
     "TimeoutError", "WorkerLost", "WorkerLostError", "WorkerReady", "WorkerStarting",
-    "WorkerInfo", "WorkerOutput", "WorkerStopped",
+    "WorkerInfo", "WorkerOutput", "WorkerStopped", "WorkerWaiting",
 ]
 
 

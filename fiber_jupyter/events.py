@@ -32,6 +32,17 @@ class WorkerStarting(PoolEvent):
 
 
 @dataclass(frozen=True)
+class WorkerWaiting(PoolEvent):
+    """A starting worker is stuck, for ``reason`` (e.g. "Unschedulable: 0/3 nodes are available").
+
+    It fails after the pool's start timeout, with this reason, unless it starts first.
+    """
+
+    worker_id: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class WorkerReady(PoolEvent):
     """A worker connected, authenticated and ran the initializer."""
 

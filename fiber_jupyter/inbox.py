@@ -82,6 +82,12 @@ class WorkerEnded:
     exit: WorkerExit
 
 
+@dataclass
+class WorkerWaiting:
+    worker_id: str
+    reason: str
+
+
 class Inbox:
     """Commands for the I/O thread; ``fileno`` becomes readable when one arrives."""
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Optional
 
-from .events import PoolEvent, TaskRetried, TasksFailed, WorkerLost, WorkerStarting
+from .events import (PoolEvent, TaskRetried, TasksFailed, WorkerLost, WorkerStarting,
+                     WorkerWaiting)
 
 
 def task_range(start: int, stop: int) -> str:
@@ -20,11 +21,13 @@ class Incidents:
     """Describes the events worth telling a user; keeps count of unreplaced losses.
 
     A worker that starts while a lost one has not been replaced yet is its
-    replacement; other starts (scaling up) are not incidents.
+    replacement; other starts (scaling up) are not incidents. A waiting reason
+    is told when it differs from the last one told.
     """
 
     def __init__(self) -> None:
         self._unreplaced_losses = 0
+        self._last_waiting: Optional[str] = None
 
     def describe(self, event: PoolEvent) -> Optional[str]:
         """The sentence for ``event``, or None if it is not a crash, retry or failure."""
@@ -40,4 +43,7 @@ class Incidents:
                     f"(attempt {event.attempt})")
         if isinstance(event, TasksFailed):
             return f"{task_range(event.start, event.stop)} failed: {event.error}"
+        if isinstance(event, WorkerWaiting) and event.reason != self._last_waiting:
+            self._last_waiting = event.reason  # 500 pods stuck alike are told once
+            return f"worker {event.worker_id} waiting: {event.reason}"
         return None

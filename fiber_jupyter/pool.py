@@ -29,7 +29,7 @@ from .outcomes import CallMode
 from .results import AsyncResult, IMapIterator, wait_slices
 from .scheduler import Scheduler, SchedulerConfig
 from .status import PoolState, PoolStatus, WorkerInfo, WorkerOutput
-from .backends import backend_class
+from .backends import BackendFactory, backend_factory
 
 log = logging.getLogger(__name__)
 
@@ -69,14 +69,17 @@ class Pool:
     Parameters follow :class:`multiprocessing.pool.Pool`; the keyword-only ones
     are ours:
 
-    - ``backend``: where workers run, ``"local"`` (default) or another backend.
+    - ``backend``: where workers run: ``"local"`` (default), ``"kubernetes"``, or a
+      configured backend such as ``Kubernetes(image=..., cpu="1")``.
     - ``name``: shown in events, widgets and logs.
     - ``max_retries``: how often a task that lost its worker (crash, kill,
       hang) is run again; the default 2 fails a task at its third loss, with a
       :class:`~fiber_jupyter.WorkerLostError` naming it and every exit.
     - ``heartbeat_timeout``: seconds of silence after which a worker counts as
       hung (for example SIGSTOPped) and is replaced.
-    - ``start_timeout``: seconds a new worker may take to connect.
+    - ``start_timeout``: seconds a new worker may take to connect (for pods: to
+      be scheduled, pull its image and connect); after it, the worker counts as
+      a failed start, with the reason its backend gave.
     - ``progress``: how calls that run longer than half a second show their
       progress. ``None`` (default): widgets in a notebook with the extension
       loaded, a text bar when standard error is a terminal, nothing otherwise
@@ -87,7 +90,7 @@ class Pool:
 
     def __init__(self, processes: Optional[int] = None, initializer: Optional[Callable] = None,
                  initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None, *,
-                 backend: Optional[str] = None, name: Optional[str] = None,
+                 backend: Union[None, str, BackendFactory] = None, name: Optional[str] = None,
                  max_retries: int = 2, heartbeat_timeout: float = 30.0,
                  start_timeout: float = 60.0,
                  progress: Union[None, bool, progress_displays.DisplayFactory] = None) -> None:
@@ -97,7 +100,7 @@ class Pool:
         lifetime = (None if maxtasksperchild is None
                     else _positive_int("maxtasksperchild", maxtasksperchild))
         init = serialization.dumps_inline((initializer, tuple(initargs))) if initializer else None
-        config = SchedulerConfig(name or f"pool-{next(_pool_numbers)}", backend_class(backend),
+        config = SchedulerConfig(name or f"pool-{next(_pool_numbers)}", backend_factory(backend),
                                  size, init, lifetime, max_retries, float(heartbeat_timeout),
                                  float(start_timeout))
         self.name = config.name

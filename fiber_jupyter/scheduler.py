@@ -47,6 +47,7 @@ from .backends import Backend, WorkerExit, WorkerLaunch
 from .errors import (BrokenPoolError, InitializerError, PoolStateError, PoolTerminatedError,
                      TaskCancelled, WorkerLostError)
 from .events import (EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskRetried,
+                     WorkerWaiting,
                      TasksFailed, WorkerLost, WorkerReady, WorkerStarting, WorkerStopped)
 from .executions import ExecutionRun, SetupSteps
 from .jobs import Batch, BatchState, Job
@@ -94,10 +95,14 @@ class Scheduler(threading.Thread):
         self._events = events
         self._post = post
         self._inbox = Inbox()
+        try:  # first: a backend that cannot run (no cluster, no image) leaves nothing open
+            self._backend = config.backend(self._worker_ended, self._worker_waiting, config.name)
+        except BaseException:
+            self._inbox.close()
+            raise
         self._context = zmq.Context()
-        self._secret = security.new_secret()
-        self._guard = security.ConnectionGuard(self._context, self._secret)
-        self._backend = config.backend(on_exit=self._worker_ended)
+        self._credentials = security.new_credentials(encrypted=config.backend.encrypts)
+        self._guard = security.ConnectionGuard(self._context, self._credentials)
         self._router = self._bind_router()
         self._poller = zmq.Poller()
         for readable in (self._guard.socket, self._inbox.fileno(), self._router):
@@ -133,6 +138,7 @@ class Scheduler(threading.Thread):
             inbox.Cancel: self._on_cancel, inbox.Close: self._on_close,
             inbox.Terminate: self._on_terminate, inbox.WorkerEnded: self._on_worker_ended,
             inbox.ListWorkers: self._on_list_workers, inbox.Execute: self._on_execute,
+            inbox.WorkerWaiting: self._on_worker_waiting,
         }
         self.status = self._snapshot()
 
@@ -192,6 +198,9 @@ class Scheduler(threading.Thread):
 
     def _worker_ended(self, exit: WorkerExit) -> None:
         self._inbox.put(inbox.WorkerEnded(exit))
+
+    def _worker_waiting(self, worker_id: str, reason: str) -> None:
+        self._inbox.put(inbox.WorkerWaiting(worker_id, reason))
 
     # The I/O thread ----------------------------------------------------------
 
@@ -339,6 +348,12 @@ class Scheduler(threading.Thread):
         self._emit(WorkerLost(self.config.name, worker.worker_id, reason, exit.exit_code, requeued))
         if not worker.greeted:
             self._count_start_failure(worker, reason)
+
+    def _on_worker_waiting(self, command: inbox.WorkerWaiting) -> None:
+        worker = self._workers.get(command.worker_id)
+        if worker is not None and not worker.greeted:
+            worker.waiting_reason = command.reason
+            self._emit(WorkerWaiting(self.config.name, command.worker_id, command.reason))
 
     def _count_start_failure(self, worker: WorkerRecord, reason: str) -> None:
         self._start_failures += 1
@@ -611,7 +626,7 @@ class Scheduler(threading.Thread):
         for _ in range(count):
             worker = WorkerRecord(f"w{next(self._worker_ids)}")
             self._workers.add(worker)
-            launches.append(WorkerLaunch(worker.worker_id, self.address, self._secret,
+            launches.append(WorkerLaunch(worker.worker_id, self.address, self._credentials.token,
                                          self.config.heartbeat_interval))
             self._emit(WorkerStarting(self.config.name, worker.worker_id))
         self._backend.start(launches)
@@ -639,9 +654,12 @@ class Scheduler(threading.Thread):
             limit = self.config.heartbeat_timeout if worker.greeted else self.config.start_timeout
             if silence > limit and worker.kill_reason is None:
                 worker.kill_reason = (f"no heartbeat for {silence:.1f} s (hung or stopped)"
-                                      if worker.greeted else
-                                      f"did not connect within {limit:.0f} s")
+                                      if worker.greeted else self._start_timeout_reason(worker))
                 self._backend.stop(worker.worker_id)
+
+    def _start_timeout_reason(self, worker: WorkerRecord) -> str:
+        reason = f"did not connect within {self.config.start_timeout:.0f} s"
+        return f"{reason}: {worker.waiting_reason}" if worker.waiting_reason else reason
 
     def _report(self) -> None:
         """Refresh ``status`` and emit progress.

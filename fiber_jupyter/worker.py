@@ -33,6 +33,7 @@ import time
 from typing import Any, Dict, List, Optional, Set
 
 import zmq
+import zmq.utils.monitor
 
 from . import namespace, outcomes, protocol, security, serialization
 from .outcomes import TaskFailure
@@ -114,28 +115,46 @@ class ControlLink(threading.Thread):
         self._dealer = _dealer(context, identity, options, secret)
         self._stop_requests = context.socket(zmq.PAIR)
         self._stop_requests.bind(_STOP_ENDPOINT)
+        self._master_link = MasterLink(self._dealer, options.heartbeat_interval,
+                                       options.master_timeout)
 
     def run(self) -> None:
         poller = zmq.Poller()
         poller.register(self._dealer, zmq.POLLIN)
         poller.register(self._stop_requests, zmq.POLLIN)
+        poller.register(self._master_link.events, zmq.POLLIN)
         if self._watch_stdin:
             poller.register(sys.stdin.fileno(), zmq.POLLIN)
         interval = self._options.heartbeat_interval
         next_beat = time.monotonic()
         while True:
             if time.monotonic() >= next_beat:
-                self._dealer.send_multipart(protocol.encode(protocol.Heartbeat()))
+                self._beat()
                 next_beat = time.monotonic() + interval
             ready = dict(poller.poll(max(0.0, next_beat - time.monotonic()) * 1000))
             if self._stop_requests in ready:
                 break
             if self._dealer in ready:
                 self._receive()
+            if self._master_link.events in ready:
+                self._master_link.update()
             if self._watch_stdin and sys.stdin.fileno() in ready:
                 self._check_master_alive()
+            if self._master_link.lost_for_good():
+                log.warning("worker %s: no connection to the master for %.0f s, exiting",
+                            self._options.worker_id, self._options.master_timeout)
+                os._exit(0)
+        self._master_link.close()
         self._dealer.close(linger=0)
         self._stop_requests.close()
+
+    def _beat(self) -> None:
+        """Send a heartbeat unless the master is unreachable (then a send would block)."""
+        try:
+            self._dealer.send_multipart(protocol.encode(protocol.Heartbeat()), zmq.NOBLOCK)
+        except zmq.Again:
+            log.debug("worker %s: no connection to the master for a heartbeat",
+                      self._options.worker_id)
 
     def _receive(self) -> None:
         message, _ = protocol.decode(self._dealer.recv_multipart())
@@ -146,6 +165,42 @@ class ControlLink(threading.Thread):
         if not os.read(sys.stdin.fileno(), 4096):
             log.info("worker %s: the master is gone, exiting", self._options.worker_id)
             os._exit(0)
+
+
+class MasterLink:
+    """Whether the master is reachable, for workers that have no pipe to it (pods).
+
+    ZeroMQ heartbeats (PING/PONG on the control connection) drop a connection
+    whose peer went silent, a dead host included; the socket monitor says when
+    the connection is up or down. A worker that stays disconnected for
+    ``timeout`` seconds exits, so a pod does not outlive its notebook for long.
+    """
+
+    def __init__(self, dealer: zmq.Socket, heartbeat_interval: float,
+                 timeout: Optional[float]) -> None:
+        dealer.heartbeat_ivl = int(heartbeat_interval * 1000)
+        dealer.heartbeat_timeout = int(3 * heartbeat_interval * 1000)
+        self._dealer = dealer
+        self._timeout = timeout
+        self.events = dealer.get_monitor_socket(zmq.EVENT_HANDSHAKE_SUCCEEDED
+                                                | zmq.EVENT_DISCONNECTED)
+        self._down_since: Optional[float] = time.monotonic()
+
+    def update(self) -> None:
+        while self.events.poll(0):
+            event = zmq.utils.monitor.recv_monitor_message(self.events)["event"]
+            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+                self._down_since = None
+            elif self._down_since is None:
+                self._down_since = time.monotonic()
+
+    def lost_for_good(self) -> bool:
+        return (self._timeout is not None and self._down_since is not None
+                and time.monotonic() - self._down_since > self._timeout)
+
+    def close(self) -> None:
+        self._dealer.disable_monitor()
+        self.events.close(linger=0)
 
 
 class TaskRunner:
@@ -269,6 +324,9 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     parser.add_argument("--heartbeat-interval", type=float, default=5.0)
     parser.add_argument("--secret-from", default="stdin",
                         help="stdin, env:VARIABLE or file:PATH")
+    parser.add_argument("--master-timeout", type=float, default=None,
+                        help="exit after this many seconds without a connection to the "
+                             "master (workers that do not read stdin)")
     return parser.parse_args(argv)
 
 

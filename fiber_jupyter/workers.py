@@ -56,6 +56,8 @@ class WorkerRecord:
     batches_left: Optional[int] = None
     # Set when the master killed it, so the loss names the real cause.
     kill_reason: Optional[str] = None
+    # Why the backend says it is not running yet (e.g. "Unschedulable: ..."), if stuck.
+    waiting_reason: Optional[str] = None
 
     @property
     def busy(self) -> bool:

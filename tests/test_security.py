@@ -133,7 +133,7 @@ def test_the_secret_is_not_on_any_worker_command_line_or_environment():
     pool = fiber_jupyter.Pool(1)
     try:
         pool.map(tasks.square, range(2))
-        secret = pool._scheduler._secret  # the one place a test may read it
+        secret = pool._scheduler._credentials.token  # the one place a test may read it
         (pid,) = worker_pids()
         worker = psutil.Process(pid)
         assert secret not in " ".join(worker.cmdline())
@@ -143,28 +143,30 @@ def test_the_secret_is_not_on_any_worker_command_line_or_environment():
         pool.join()
 
 
-class TestConnectionGuard:
-    """The ZAP handler alone: only PLAIN with the exact secret completes a handshake."""
+PLAIN_POOL = security.Credentials("s3cret")
 
-    def _handshake(self, password: bytes, mechanism_plain: bool = True) -> tuple:
+
+class TestConnectionGuard:
+    """The ZAP handler alone: only the pool's own credentials complete a handshake."""
+
+    def _handshake(self, client_token, server=PLAIN_POOL) -> tuple:
         """Connect a client; (the client's handshake outcome, whether its message arrived)."""
         context = zmq.Context()
-        guard = security.ConnectionGuard(context, "s3cret")
-        server = context.socket(zmq.ROUTER)
-        guard.protect(server)
-        port = server.bind_to_random_port("tcp://127.0.0.1")
+        guard = security.ConnectionGuard(context, server)
+        server_socket = context.socket(zmq.ROUTER)
+        guard.protect(server_socket)
+        port = server_socket.bind_to_random_port("tcp://127.0.0.1")
         client = context.socket(zmq.DEALER)
-        if mechanism_plain:
-            client.plain_username = security.USERNAME.encode()
-            client.plain_password = password
+        if client_token is not None:
+            security.authenticate(client, client_token)
         monitor = client.get_monitor_socket()
         client.connect(f"tcp://127.0.0.1:{port}")
         client.send(b"ping")
         outcome = self._await_handshake(guard, monitor)
-        arrived = bool(server.poll(1000)) if outcome == "HANDSHAKE_SUCCEEDED" else \
-            bool(server.poll(0))
+        arrived = bool(server_socket.poll(1000)) if outcome == "HANDSHAKE_SUCCEEDED" else \
+            bool(server_socket.poll(0))
         client.disable_monitor()
-        for each in (monitor, client, server):
+        for each in (monitor, client, server_socket):
             each.close(linger=0)
         guard.close()
         context.term()
@@ -185,12 +187,37 @@ class TestConnectionGuard:
                     return event.name
 
     def test_the_right_secret_is_accepted(self):
-        assert self._handshake(b"s3cret") == ("HANDSHAKE_SUCCEEDED", True)
+        assert self._handshake("s3cret") == ("HANDSHAKE_SUCCEEDED", True)
 
     def test_a_wrong_secret_is_refused_by_the_guard(self):
-        assert self._handshake(b"s3cre7") == ("HANDSHAKE_FAILED_AUTH", False)
+        assert self._handshake("s3cre7") == ("HANDSHAKE_FAILED_AUTH", False)
 
     def test_a_peer_without_credentials_fails_the_handshake(self):
-        outcome, arrived = self._handshake(b"", mechanism_plain=False)
+        outcome, arrived = self._handshake(None)
         assert outcome.startswith("HANDSHAKE_FAILED")
         assert not arrived
+
+    def test_curve_credentials_of_the_pool_are_accepted(self):
+        pool = security.new_credentials(encrypted=True)
+        assert self._handshake(pool.token, pool) == ("HANDSHAKE_SUCCEEDED", True)
+
+    def test_curve_with_another_pools_worker_key_is_refused_by_the_guard(self):
+        pool, other = (security.new_credentials(encrypted=True) for _ in range(2))
+        prefix = len(security.CURVE_PREFIX)
+        forged = pool.token[:prefix + 40] + other.token[prefix + 40:]
+        assert self._handshake(forged, pool) == ("HANDSHAKE_FAILED_AUTH", False)
+
+    def test_a_worker_that_does_not_know_the_master_key_never_connects(self):
+        pool, impostor = (security.new_credentials(encrypted=True) for _ in range(2))
+        outcome, arrived = self._handshake(impostor.token, pool)
+        assert outcome.startswith("HANDSHAKE_FAILED") and not arrived
+
+    def test_an_encrypted_pool_refuses_plain_passwords_even_its_own_token(self):
+        pool = security.new_credentials(encrypted=True)
+        outcome, arrived = self._handshake("s3cret", pool)
+        assert outcome.startswith("HANDSHAKE_FAILED") and not arrived
+
+    def test_curve_tokens_do_not_show_their_keys_in_reprs(self):
+        pool = security.new_credentials(encrypted=True)
+        assert pool.token not in repr(pool)
+        assert pool.token[-40:] not in repr(pool)

@@ -56,6 +56,8 @@ def _signal_name(number: int) -> str:
 
 
 ExitCallback = Callable[[WorkerExit], None]
+# (worker id, why it is not running yet), e.g. ("w3", "Unschedulable: 0/3 nodes are available")
+WaitingCallback = Callable[[str, str], None]
 
 
 class Backend(abc.ABC):
@@ -64,13 +66,20 @@ class Backend(abc.ABC):
     Implementations must make :meth:`start` and :meth:`stop` return quickly
     (the scheduler's I/O thread calls them) and call ``on_exit`` from any
     thread, exactly once per launched worker, including workers that failed to
-    start and workers stopped on request.
+    start and workers stopped on request. ``on_waiting`` says why a worker is
+    not running yet, when there is something to say (a pod that cannot be
+    scheduled); ``pool_name`` names what the backend creates.
     """
 
     name: ClassVar[str]
+    # Whether connections to workers must be encrypted (CURVE): workers on other hosts.
+    encrypts: ClassVar[bool] = False
 
-    def __init__(self, on_exit: ExitCallback) -> None:
+    def __init__(self, on_exit: ExitCallback, on_waiting: Optional[WaitingCallback] = None,
+                 pool_name: str = "pool") -> None:
         self._on_exit = on_exit
+        self._on_waiting = on_waiting or (lambda worker_id, reason: None)
+        self._pool_name = pool_name
 
     @property
     @abc.abstractmethod

@@ -20,9 +20,9 @@ import subprocess
 import sys
 import threading
 from collections import deque
-from typing import Deque, Dict, Sequence
+from typing import Deque, Dict, Optional, Sequence
 
-from .base import Backend, ExitCallback, WorkerExit, WorkerLaunch
+from .base import Backend, ExitCallback, WaitingCallback, WorkerExit, WorkerLaunch
 
 log = logging.getLogger(__name__)
 
@@ -51,8 +51,9 @@ class LocalBackend(Backend):
 
     name = "local"
 
-    def __init__(self, on_exit: ExitCallback) -> None:
-        super().__init__(on_exit)
+    def __init__(self, on_exit: ExitCallback, on_waiting: Optional[WaitingCallback] = None,
+                 pool_name: str = "pool") -> None:
+        super().__init__(on_exit, on_waiting, pool_name)
         self._lock = threading.Lock()
         # worker id -> its process, from launch until reaped, e.g. {"w3": <Popen>}
         self._processes: Dict[str, subprocess.Popen] = {}

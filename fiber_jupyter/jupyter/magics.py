@@ -261,7 +261,13 @@ class FiberMagics(Magics):
             self.registry.shutdown(args.name)
         max_retries = (options.DEFAULT_MAX_RETRIES if args.max_retries is None
                        else args.max_retries)
-        pool = self.registry.create(args.name, args.size, PoolOptions(backend, max_retries))
+        hints = {hint: getattr(args, hint) for hint in options.RESOURCE_HINTS
+                 if getattr(args, hint) is not None}
+        try:
+            pool = self.registry.create(args.name, args.size,
+                                        PoolOptions(backend, max_retries, hints))
+        except FiberError as exc:  # e.g. no cluster to run on, no image
+            raise UsageError(str(exc)) from None
         target = _workers(pool.status().target)
         return pool, f"started pool {pool.name!r} ({backend}, {target}){replacing}"
 

@@ -18,6 +18,7 @@ from typing import Mapping, Optional
 from IPython.core.error import UsageError
 
 from ..backends import BACKENDS
+from ..backends.kubernetes import config as kubernetes_config
 from ..pool import Pool
 
 # Backends a user may name. "kubernetes" is accepted before it is registered,
@@ -103,12 +104,13 @@ def pool_name(text: str) -> str:
 def resolve_backend(requested: Optional[str], environ: Mapping[str, str]) -> str:
     """The backend for a new pool: as asked, else kubernetes inside a cluster, else local.
 
-    Inside a cluster without the kubernetes backend (Binder runs notebooks in
-    pods, for instance), the default falls back to local: a notebook must
-    work where it is opened. Asking for a missing backend is an error.
+    Inside a cluster means in a pod with a service account to call the API
+    with. A pod without one (Binder runs notebooks in such pods) gets local
+    workers: a notebook must work where it is opened. Asking for a missing
+    backend is an error.
     """
     if requested is None:
-        in_cluster = IN_CLUSTER_VARIABLE in environ and "kubernetes" in BACKENDS
+        in_cluster = "kubernetes" in BACKENDS and kubernetes_config.in_cluster(environ)
         return "kubernetes" if in_cluster else "local"
     if requested not in BACKENDS:
         available = ", ".join(sorted(BACKENDS))

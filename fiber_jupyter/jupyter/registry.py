@@ -14,9 +14,10 @@ thread. Anything that calls in from another thread must bring one.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from typing import Dict, List, NamedTuple, Optional
+from dataclasses import dataclass, field
+from typing import Any, Dict, List, NamedTuple, Optional
 
+from ..backends import Kubernetes
 from ..errors import FiberError
 from ..pool import Pool
 
@@ -37,6 +38,14 @@ class PoolOptions:
 
     backend: str
     max_retries: int
+    # Remote backends' per-worker hints, e.g. {"cpu": "1", "image": "registry/worker:1"}.
+    hints: Dict[str, Any] = field(default_factory=dict)
+
+    def backend_factory(self) -> Any:
+        """What Pool(backend=...) gets: the name, or a Kubernetes backend with the hints."""
+        if self.backend == Kubernetes.name and self.hints:
+            return Kubernetes(**self.hints)
+        return self.backend
 
 
 class _Entry(NamedTuple):
@@ -56,7 +65,7 @@ class PoolRegistry:
         """Start a pool called ``name`` (``processes=None``: the backend's natural size)."""
         if name in self._entries:
             raise DuplicatePoolError(f"a pool named {name!r} already exists")
-        pool = Pool(processes, name=name, backend=options.backend,
+        pool = Pool(processes, name=name, backend=options.backend_factory(),
                     max_retries=options.max_retries)
         self._entries[name] = _Entry(pool, options)
         return pool

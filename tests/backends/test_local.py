@@ -6,7 +6,7 @@ import queue
 
 import pytest
 
-from fiber_jupyter.backends import WorkerExit, WorkerLaunch, backend_class
+from fiber_jupyter.backends import WorkerExit, WorkerLaunch, backend_factory
 from fiber_jupyter.backends.local import LocalBackend
 
 from ..conftest import is_pid_alive, worker_pids
@@ -61,8 +61,9 @@ def test_natural_size_is_the_cpu_count_and_workers_listen_on_loopback(backend):
 
 
 def test_unknown_backend_names_the_choices():
-    with pytest.raises(ValueError, match=r"unknown backend 'yarn'; choose one of: local"):
-        backend_class("yarn")
+    with pytest.raises(ValueError,
+                       match=r"unknown backend 'yarn'; choose one of: kubernetes, local"):
+        backend_factory("yarn")
 
 
 def _wait_for_workers(count: int) -> list:

@@ -24,7 +24,8 @@ NO_POOLS = "no pools in this kernel; start one with %fiber_pool"
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory):
     """A kernel with the extension loaded; at the end it is shut down with a pool running."""
-    running = start_kernel(tmp_path_factory.mktemp("kernel"))
+    running = start_kernel(tmp_path_factory.mktemp("kernel"),
+                           env={"KUBECONFIG": str(tmp_path_factory.mktemp("no-cluster") / "none")})
     try:
         assert running.run("%load_ext fiber_jupyter") == shown()
         yield running
@@ -83,7 +84,8 @@ def test_a_pool_is_started_used_scaled_shown_and_shut_down(shell):
     ("%fiber_pool 2 --bogus", "unrecognized arguments: --bogus"),
     ("%fiber_pool 2 3", "unrecognized arguments: 3"),
     ("%fiber_pool 2 --backend kubernetes",
-     "backend 'kubernetes' is not available; available backends: local"),
+     "no Kubernetes cluster to run on: Invalid kube-config file. No configuration found. "
+     "(outside a cluster, set KUBECONFIG or pass Kubernetes(kubeconfig=..., context=...))"),
     ("%fiber_pool 2 --cpu 2", "--cpu applies to remote backends only, not to backend 'local'"),
     ("%fiber_pool --memory 4Gi --image python:3.11-slim",
      "--memory, --image apply to remote backends only, not to backend 'local'"),
@@ -119,7 +121,7 @@ def test_options_are_never_evaluated(shell):
         "argument N: must be a positive integer, got \"__import__('os').cpu_count()\"")
 
 
-def test_inside_a_cluster_without_the_kubernetes_backend_pools_are_local(shell):
+def test_in_a_pod_without_a_service_account_pools_are_local(shell):
     assert shell.run("import os\nos.environ['KUBERNETES_SERVICE_HOST'] = '10.0.0.1'") == shown()
     try:
         assert shell.run("%fiber_pool 1").stdout == (

@@ -7,6 +7,7 @@ from argparse import ArgumentTypeError
 import pytest
 from IPython.core.error import UsageError
 
+from fiber_jupyter.backends.kubernetes import config as kubernetes_config
 from fiber_jupyter.jupyter import options
 
 
@@ -64,16 +65,19 @@ def test_the_default_backend_is_local_outside_a_cluster():
 
 def test_a_backend_that_is_not_installed_is_a_usage_error_naming_the_available_ones():
     with pytest.raises(UsageError) as caught:
-        options.resolve_backend("kubernetes", {})
-    assert str(caught.value) == "backend 'kubernetes' is not available; available backends: local"
+        options.resolve_backend("yarn", {})
+    assert str(caught.value) == (
+        "backend 'yarn' is not available; available backends: kubernetes, local")
 
 
-def test_inside_a_cluster_without_the_kubernetes_backend_the_default_is_local():
+def test_in_a_pod_without_a_service_account_the_default_is_local(monkeypatch, tmp_path):
+    monkeypatch.setattr(kubernetes_config, "SERVICE_ACCOUNT_DIR", tmp_path)
     assert options.resolve_backend(None, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}) == "local"
 
 
-def test_inside_a_cluster_the_default_is_kubernetes_once_it_is_registered(monkeypatch):
-    monkeypatch.setitem(options.BACKENDS, "kubernetes", object)
+def test_in_a_pod_with_a_service_account_the_default_is_kubernetes(monkeypatch, tmp_path):
+    (tmp_path / "token").write_text("a service account token")
+    monkeypatch.setattr(kubernetes_config, "SERVICE_ACCOUNT_DIR", tmp_path)
     assert options.resolve_backend(None, {"KUBERNETES_SERVICE_HOST": "10.0.0.1"}) == "kubernetes"
     assert options.resolve_backend(None, {}) == "local"
 

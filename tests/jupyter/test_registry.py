@@ -61,8 +61,9 @@ def test_an_unknown_name_is_an_error_listing_the_pools_that_exist(registry):
     assert isinstance(caught.value, (FiberError, LookupError))
 
 
-def test_a_pool_the_backend_cannot_run_is_not_registered(registry):
-    with pytest.raises(ValueError, match="unknown backend 'kubernetes'"):
+def test_a_pool_the_backend_cannot_run_is_not_registered(registry, monkeypatch, tmp_path):
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    with pytest.raises(FiberError, match="no Kubernetes cluster to run on"):
         registry.create("k8s", 1, PoolOptions(backend="kubernetes", max_retries=2))
     assert registry.names() == []
 

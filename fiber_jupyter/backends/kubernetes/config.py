@@ -1,0 +1,95 @@
+"""What a user sets for a Kubernetes pool, and where the cluster and the notebook are.
+
+:class:`Kubernetes` is what ``Pool(backend=Kubernetes(...))`` takes (and what
+``backend="kubernetes"`` means, with the defaults): image, resources,
+namespace, service account, pod template. It is also the backend factory the
+scheduler calls, so building it touches no cluster; the client is loaded when
+the pool starts.
+
+Inside a cluster (``KUBERNETES_SERVICE_HOST`` set, a service account mounted)
+the client uses the service account, the namespace is the notebook pod's own,
+the workers default to the notebook pod's image, and they are owned by the
+notebook pod, so Kubernetes removes them if the notebook pod goes. Outside,
+the kubeconfig (``KUBECONFIG`` or ``~/.kube/config``, ``context`` selectable)
+is used and an image is required.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Dict, Mapping, Optional
+
+from ...errors import FiberError
+
+SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
+IN_CLUSTER_VARIABLE = "KUBERNETES_SERVICE_HOST"
+
+
+class KubernetesConfigError(FiberError, ValueError):
+    """The pool cannot run on Kubernetes as configured; the message says what to set."""
+
+
+@dataclass(frozen=True)
+class Kubernetes:
+    """Options of a Kubernetes pool; every one has a default except, outside a cluster, ``image``.
+
+    - ``image``: the workers' container image, with Python, pyzmq, cloudpickle and
+      this package installed (``docker/worker.Dockerfile``); default in a
+      cluster: the notebook pod's image.
+    - ``namespace``: default in a cluster: the notebook's; else the context's, or "default".
+    - ``cpu``, ``memory``, ``gpu``: per worker; requests and limits both.
+    - ``service_account``, ``node_selector``, ``tolerations``: as in a pod spec.
+    - ``pod_template``: a partial pod manifest merged over the generated one
+      (``{"spec": {"priorityClassName": "batch"}}``); lists are replaced.
+    - ``address``: the host or IP workers connect to; default: this pod's IP in a
+      cluster, else this host's name.
+    - ``kubeconfig``, ``context``: which cluster, outside one.
+    - ``create_parallelism``: API requests in flight while creating or deleting pods.
+
+    A pod that cannot start (unschedulable, image not pulled, bad config) is
+    reported as waiting, with Kubernetes' reason, and fails after the pool's
+    ``start_timeout``; give pools whose images take long to pull a larger one.
+    """
+
+    image: Optional[str] = None
+    namespace: Optional[str] = None
+    cpu: Optional[str] = None
+    memory: Optional[str] = None
+    gpu: Optional[int] = None
+    service_account: Optional[str] = None
+    node_selector: Dict[str, str] = field(default_factory=dict)
+    tolerations: tuple = ()
+    pod_template: Dict[str, Any] = field(default_factory=dict)
+    address: Optional[str] = None
+    kubeconfig: Optional[str] = None
+    context: Optional[str] = None
+    create_parallelism: int = 16
+
+    name: ClassVar[str] = "kubernetes"
+    encrypts: ClassVar[bool] = True
+
+    def __call__(self, on_exit: Any, on_waiting: Any = None, pool_name: str = "pool") -> Any:
+        """The scheduler's factory call: a backend for one pool."""
+        from .backend import KubernetesBackend
+
+        return KubernetesBackend(self, on_exit, on_waiting, pool_name)
+
+
+def in_cluster(environ: Optional[Mapping[str, str]] = None) -> bool:
+    """Whether this process runs in a pod with a service account."""
+    environ = os.environ if environ is None else environ
+    return IN_CLUSTER_VARIABLE in environ and (SERVICE_ACCOUNT_DIR / "token").exists()
+
+
+def own_namespace() -> Optional[str]:
+    """The namespace of this pod (in a cluster), from its service account."""
+    path = SERVICE_ACCOUNT_DIR / "namespace"
+    return path.read_text().strip() if path.exists() else None
+
+
+def default_address() -> str:
+    """Where workers reach this process: the pod IP in a cluster, else this host's name."""
+    return os.environ.get("POD_IP") or socket.gethostbyname(socket.gethostname())
