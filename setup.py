@@ -26,6 +26,7 @@ setup(
         "ipywidgets>=8.1",
         "kubernetes>=30",
     ],
+    entry_points={"console_scripts": ["fiber-jupyter=fiber_jupyter.cli:main"]},
     extras_require={
         "test": ["pytest>=7", "pytest-timeout", "numpy", "psutil", "hypothesis", "ruff",
                  "jupyter_client", "jupyterlab>=4.6,<5", "playwright==1.65.2", "nbclient",

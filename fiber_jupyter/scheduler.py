@@ -64,6 +64,10 @@ PROGRESS_INTERVAL = 0.1
 # Workers that exit before connecting, in a row, before the pool gives up:
 # a bad interpreter or environment must not become an endless restart loop.
 MAX_START_FAILURES = 5
+# Seconds to wait before starting workers after the first failed start; doubles
+# with each further failure in a row, up to MAX_START_BACKOFF.
+START_BACKOFF = 0.25
+MAX_START_BACKOFF = 30.0
 
 
 @dataclass(frozen=True)
@@ -126,6 +130,9 @@ class Scheduler(threading.Thread):
         self._lost_total = 0
         self._tasks_done = 0
         self._start_failures = 0
+        # After failed starts, no new worker before this time (doubling, capped).
+        self._launch_not_before = 0.0
+        self._launch_deferred = False
         self._reconcile_needed = True
         self._next_heartbeat_check = time.monotonic() + config.heartbeat_interval
         self._next_report = 0.0
@@ -239,9 +246,11 @@ class Scheduler(threading.Thread):
     def _poll_timeout_ms(self) -> int:
         if self._reconcile_needed:
             return 0  # e.g. a new pool: start its workers now, not at the next heartbeat check
-        until_heartbeat = self._next_heartbeat_check - time.monotonic()
-        until_progress = self._next_report - time.monotonic() if self._jobs else until_heartbeat
-        return max(0, int(1000 * min(until_heartbeat, until_progress)))
+        now = time.monotonic()
+        until_heartbeat = self._next_heartbeat_check - now
+        until_progress = self._next_report - now if self._jobs else until_heartbeat
+        until_launch = self._launch_not_before - now if self._launch_deferred else until_heartbeat
+        return max(0, int(1000 * min(until_heartbeat, until_progress, until_launch)))
 
     def _run_commands(self) -> None:
         for command in self._inbox.drain():
@@ -356,8 +365,17 @@ class Scheduler(threading.Thread):
             self._emit(WorkerWaiting(self.config.name, command.worker_id, command.reason))
 
     def _count_start_failure(self, worker: WorkerRecord, reason: str) -> None:
+        """Back off before starting more; break only a pool that has no worker at all.
+
+        A pool whose workers cannot start is misconfigured and its calls would
+        wait forever; a pool that cannot grow (a full cluster, a quota) keeps
+        working with the workers it has, and keeps trying, more slowly.
+        """
         self._start_failures += 1
-        if self._start_failures >= MAX_START_FAILURES and self.state is PoolState.RUNNING:
+        backoff = min(START_BACKOFF * 2 ** (self._start_failures - 1), MAX_START_BACKOFF)
+        self._launch_not_before = time.monotonic() + backoff
+        if (self._start_failures >= MAX_START_FAILURES and self.state is PoolState.RUNNING
+                and not self._workers.live()):
             self._break(BrokenPoolError(
                 f"{self._start_failures} workers in a row ended before connecting "
                 f"(last: {worker.worker_id}, {reason}); check that "
@@ -411,6 +429,7 @@ class Scheduler(threading.Thread):
                                          f"{ready.error}"))
             return
         self._start_failures = 0
+        self._launch_not_before = 0.0
         worker.batches_left = self.config.maxtasksperchild
         if worker.state is WorkerState.STARTING:
             self._workers.set_state(worker, WorkerState.READY)
@@ -600,6 +619,9 @@ class Scheduler(threading.Thread):
     # Size, liveness, reporting -----------------------------------------------
 
     def _reconcile(self) -> None:
+        if self._launch_deferred and time.monotonic() >= self._launch_not_before:
+            self._launch_deferred = False
+            self._reconcile_needed = True
         if not self._reconcile_needed:
             return
         self._reconcile_needed = False
@@ -622,6 +644,9 @@ class Scheduler(threading.Thread):
             self._stop_worker(worker)
 
     def _launch(self, count: int) -> None:
+        if time.monotonic() < self._launch_not_before:
+            self._launch_deferred = True  # _poll_timeout_ms wakes the loop when it may
+            return
         launches = []
         for _ in range(count):
             worker = WorkerRecord(f"w{next(self._worker_ids)}")

@@ -11,6 +11,7 @@ import pytest
 from fiber_jupyter import (BrokenPoolError, InitializerError, TaskRetried, WorkerLost,
                            WorkerLostError, WorkerReady)
 from fiber_jupyter.backends import local
+from fiber_jupyter.scheduler import MAX_START_FAILURES
 
 from . import tasks
 from .conftest import EventRecorder, wait_for
@@ -125,6 +126,20 @@ def test_an_initializer_that_raises_breaks_the_pool_with_its_traceback(make_pool
     assert "RuntimeError: no GPU here" in str(caught.value)
     with pytest.raises(BrokenPoolError, match="is broken: the pool's initializer raised"):
         pool.apply(tasks.square, (2,))
+
+
+def test_a_pool_whose_new_workers_cannot_start_keeps_working_with_those_it_has(
+        make_pool, monkeypatch):
+    pool = make_pool(1)
+    wait_for(lambda: pool.status().live == 1, what="the first worker")
+    monkeypatch.setattr(local, "worker_command",
+                        lambda launch: [sys.executable, "-c", "raise SystemExit(3)"])
+    recorder = EventRecorder(pool)
+    pool.scale(2)
+    failed = recorder.collect(WorkerLost, MAX_START_FAILURES)
+    assert {lost.reason for lost in failed} == {"exit 3"}
+    assert pool.status().state == "running"
+    assert pool.map(tasks.square, range(4)) == [0, 1, 4, 9]
 
 
 def test_workers_that_cannot_start_break_the_pool_instead_of_restarting_forever(

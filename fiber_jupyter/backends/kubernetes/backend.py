@@ -17,7 +17,6 @@ also owned by the notebook's pod, so Kubernetes removes them if it goes.
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from ..base import Backend, ExitCallback, WaitingCallback, WorkerExit, WorkerLaunch
 from . import api_calls, manifests, pod_status
-from .config import Kubernetes, KubernetesConfigError, default_address, in_cluster, own_namespace
+from .config import Kubernetes, KubernetesConfigError, connect, default_address
 from .watch import PodWatch
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ class KubernetesBackend(Backend):
                  on_waiting: Optional[WaitingCallback] = None, pool_name: str = "pool") -> None:
         super().__init__(on_exit, on_waiting, pool_name)
         self._config = config
-        self._api, self._namespace, notebook_pod = _connect(config)
+        self._api, self._namespace, notebook_pod = connect(config)
         self._image = config.image or _image_of(notebook_pod)
         self._owner = manifests.owner_reference(notebook_pod) if notebook_pod else None
         self._pool = manifests.pool_id(pool_name)  # the pool's label value and name stem
@@ -268,37 +267,6 @@ class KubernetesBackend(Backend):
                  on_retry: Any = lambda exc: None, **kwargs: Any) -> Any:
         return api_calls.call(lambda: request(*args, **kwargs), self._closing,
                               also_retry=also_retry, on_retry=on_retry)
-
-
-def _connect(config: Kubernetes) -> tuple:
-    """(CoreV1Api, namespace, the notebook's pod or None).
-
-    From the service account in a cluster, else from the kubeconfig.
-    """
-    from kubernetes import client
-    from kubernetes import config as kube_config
-
-    configuration = client.Configuration()
-    if in_cluster():
-        kube_config.load_incluster_config(client_configuration=configuration)
-        api = client.CoreV1Api(client.ApiClient(configuration))
-        namespace = config.namespace or own_namespace() or "default"
-        pod = api.read_namespaced_pod(os.environ["HOSTNAME"], namespace)
-        return api, namespace, pod.to_dict()
-    try:
-        kube_config.load_kube_config(config_file=config.kubeconfig, context=config.context,
-                                     client_configuration=configuration)
-        _, active = kube_config.list_kube_config_contexts(config_file=config.kubeconfig)
-    except (kube_config.ConfigException, OSError) as exc:
-        raise KubernetesConfigError(
-            f"no Kubernetes cluster to run on: {exc} (outside a cluster, set KUBECONFIG or "
-            f"pass Kubernetes(kubeconfig=..., context=...))") from None
-    if config.context is None:
-        context_namespace = active["context"].get("namespace")
-    else:
-        context_namespace = None
-    namespace = config.namespace or context_namespace or "default"
-    return client.CoreV1Api(client.ApiClient(configuration)), namespace, None
 
 
 def _image_of(notebook_pod: Optional[Dict[str, Any]]) -> str:

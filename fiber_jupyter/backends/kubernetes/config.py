@@ -93,3 +93,31 @@ def own_namespace() -> Optional[str]:
 def default_address() -> str:
     """Where workers reach this process: the pod IP in a cluster, else this host's name."""
     return os.environ.get("POD_IP") or socket.gethostbyname(socket.gethostname())
+
+
+def connect(config: Kubernetes) -> tuple:
+    """(CoreV1Api, namespace, the notebook's pod or None).
+
+    From the service account in a cluster, else from the kubeconfig.
+    """
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    configuration = client.Configuration()
+    if in_cluster():
+        kube_config.load_incluster_config(client_configuration=configuration)
+        api = client.CoreV1Api(client.ApiClient(configuration))
+        namespace = config.namespace or own_namespace() or "default"
+        pod = api.read_namespaced_pod(os.environ["HOSTNAME"], namespace)
+        return api, namespace, pod.to_dict()
+    try:
+        kube_config.load_kube_config(config_file=config.kubeconfig, context=config.context,
+                                     client_configuration=configuration)
+        contexts, active = kube_config.list_kube_config_contexts(config_file=config.kubeconfig)
+    except (kube_config.ConfigException, OSError) as exc:
+        raise KubernetesConfigError(
+            f"no Kubernetes cluster to run on: {exc} (outside a cluster, set KUBECONFIG or "
+            f"pass Kubernetes(kubeconfig=..., context=...))") from None
+    chosen = next((c for c in contexts if c["name"] == config.context), active)
+    namespace = config.namespace or chosen["context"].get("namespace") or "default"
+    return client.CoreV1Api(client.ApiClient(configuration)), namespace, None
