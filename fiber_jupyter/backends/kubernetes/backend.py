@@ -114,6 +114,7 @@ class KubernetesBackend(Backend):
             self._await_exits()
         self._calls.shutdown(wait=True)
         if self._watch is not None:
+            self._watch.stop()
             self._watch.join(timeout=CLOSE_TIMEOUT)
 
     # Starting --------------------------------------------------------------
@@ -129,7 +130,7 @@ class KubernetesBackend(Backend):
                                           self._namespace, secret)
         self._watch = PodWatch(self._api, self._namespace, manifests.pool_selector(self._pool),
                                self._on_pod_event, self._on_pod_list, self._before_list,
-                               self._closing)
+                               threading.Event())
         self._watch.start()
 
     def _create(self, worker_id: str) -> None:

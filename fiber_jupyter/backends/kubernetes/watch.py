@@ -39,7 +39,15 @@ class PodWatch(threading.Thread):
         self._on_list = on_list
         self._before_list = before_list
         self._stopping = stopping
+        self._stream: Any = None  # the watch in progress, for stop()
         self.listed = threading.Event()
+
+    def stop(self) -> None:
+        """End the watch now, also in the middle of a long poll."""
+        self._stopping.set()
+        stream = self._stream
+        if stream is not None:
+            stream.stop()  # shuts the socket down, which unblocks the read
 
     def run(self) -> None:
         version = None
@@ -61,7 +69,9 @@ class PodWatch(threading.Thread):
     def _watch(self, version: str) -> str:
         from kubernetes import watch
 
-        stream = watch.Watch()
+        stream = self._stream = watch.Watch()
+        if self._stopping.is_set():
+            return version
         for event in stream.stream(self._api.list_namespaced_pod, self._namespace,
                                    label_selector=self._selector, resource_version=version,
                                    timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True):
@@ -75,6 +85,8 @@ class PodWatch(threading.Thread):
 
     def _recover(self, exc: Exception, version: Any) -> Any:
         """After a failure: relist on 410 Gone, else wait a moment and resume."""
+        if self._stopping.is_set():
+            return version
         if getattr(exc, "status", None) == 410:
             log.debug("watch of %s: resourceVersion expired, listing again", self._selector)
             return None

@@ -1,0 +1,1 @@
+"""A Kubernetes stand-in (HTTP API + process kubelet) and its specification tests."""

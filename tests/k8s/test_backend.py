@@ -1,0 +1,284 @@
+"""Specification of the Kubernetes backend: real pools, the official client, pods as processes.
+
+Everything here runs a real Pool whose backend talks to the API stand-in
+through a kubeconfig, over HTTP, with the official client; the process
+kubelet runs each pod's command, so real workers connect back to the master
+over CURVE-encrypted ZeroMQ. Tests in :class:`TestOnAnyCluster` also run
+against a real cluster when ``FIBER_JUPYTER_TEST_KUBECONFIG`` names one (see
+docs/kubernetes.md); the others need the stand-in's fault and kubelet hooks.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from dataclasses import dataclass
+from typing import Any, Callable, Iterator, List
+
+import pytest
+from kubernetes import client
+
+import fiber_jupyter
+from fiber_jupyter import (BrokenPoolError, TaskRetried, WorkerLost, WorkerStopped,
+                           WorkerWaiting)
+from fiber_jupyter.backends import Kubernetes
+
+from ..conftest import EventRecorder
+from .conftest import FakeCluster, new_api_client, poll
+
+REAL_KUBECONFIG = os.environ.get("FIBER_JUPYTER_TEST_KUBECONFIG")
+REAL_IMAGE = os.environ.get("FIBER_JUPYTER_TEST_IMAGE", "fiber-worker:test")
+SELECTOR = "app.kubernetes.io/name=fiber-jupyter"
+# The stand-in's kubelet runs the pod's command with this host's Python; the
+# image only matters to its image-pull check.
+FAKE_IMAGE = "python:3.11-slim"
+
+
+def by_value(source: str, name: str):
+    """A function as a notebook defines it: in ``__main__``, so it travels by value."""
+    namespace = {"__name__": "__main__"}
+    exec(source, namespace)
+    return namespace[name]
+
+
+SQUARE = by_value("def square(x):\n    return x * x\n", "square")
+SLOW_SQUARE = by_value("def slow_square(x):\n    import time\n    time.sleep(0.05)\n"
+                       "    return x * x\n", "slow_square")
+
+
+@dataclass
+class Cluster:
+    """Where a test's pools run: the stand-in, or a real cluster."""
+
+    kubeconfig: str
+    namespace: str
+    image: str
+    address: str
+    core: client.CoreV1Api
+    fake: Any  # the FakeCluster, or None on a real cluster
+
+    def backend(self, **options: Any) -> Kubernetes:
+        return Kubernetes(**{"image": self.image, "kubeconfig": self.kubeconfig,
+                             "namespace": self.namespace, "address": self.address, **options})
+
+    def pods(self) -> List[Any]:
+        return self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR).items
+
+    def secrets(self) -> List[Any]:
+        return self.core.list_namespaced_secret(self.namespace, label_selector=SELECTOR).items
+
+
+@pytest.fixture
+def pools() -> Iterator[Callable[..., fiber_jupyter.Pool]]:
+    """Pools terminated and joined at the end of the test, whatever happened."""
+    made: List[fiber_jupyter.Pool] = []
+
+    def make(*args: Any, **kwargs: Any) -> fiber_jupyter.Pool:
+        made.append(fiber_jupyter.Pool(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for pool in made:
+        pool.terminate()
+        pool.join()
+
+
+@pytest.fixture
+def fake(fake_cluster: FakeCluster) -> Cluster:
+    return Cluster(str(fake_cluster.kubeconfig), fake_cluster.namespace, FAKE_IMAGE,
+                   "127.0.0.1", fake_cluster.core, fake_cluster)
+
+
+@pytest.fixture(params=["stand-in", "real cluster"])
+def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
+    if request.param == "stand-in":
+        yield request.getfixturevalue("fake")
+        return
+    if not REAL_KUBECONFIG:
+        pytest.skip("no real cluster: set FIBER_JUPYTER_TEST_KUBECONFIG (docs/kubernetes.md)")
+    api_client = new_api_client(REAL_KUBECONFIG)
+    namespace = os.environ.get("FIBER_JUPYTER_TEST_NAMESPACE", "default")
+    address = os.environ.get("FIBER_JUPYTER_TEST_ADDRESS") or None
+    yield Cluster(REAL_KUBECONFIG, namespace, REAL_IMAGE, address, client.CoreV1Api(api_client),
+                  None)
+    api_client.close()
+
+
+def wait_live(pool: fiber_jupyter.Pool, count: int, timeout: float = 60.0) -> None:
+    recorder = EventRecorder(pool)
+    if pool.status().live != count:
+        recorder.next(fiber_jupyter.Scaled, timeout, where=lambda e: e.live == count)
+
+
+class TestOnAnyCluster:
+    """What a user sees on any cluster: pods that run tasks, scale, heal and go away."""
+
+    def test_a_pool_of_pods_runs_tasks_and_leaves_no_pod_or_secret(self, cluster, pools):
+        pool = pools(3, backend=cluster.backend(), name="es")
+        assert pool.map(SQUARE, range(20)) == [x * x for x in range(20)]
+        assert len(cluster.pods()) == 3
+        [secret] = cluster.secrets()
+        assert secret.metadata.labels["fiber-jupyter/pool"].startswith("es-")
+        pool.terminate()
+        pool.join()
+        assert cluster.pods() == [] and cluster.secrets() == []
+
+    def test_scaling_creates_and_deletes_pods(self, cluster, pools):
+        pool = pools(1, backend=cluster.backend())
+        wait_live(pool, 1)
+        recorder = EventRecorder(pool)
+        pool.scale(3)
+        wait_live(pool, 3)
+        assert len(cluster.pods()) == 3
+        pool.scale(1)
+        recorder.collect(WorkerStopped, 2)
+        poll(lambda: len(cluster.pods()) == 1, 30, "the stopped workers' pods to be deleted")
+        assert pool.map(SQUARE, range(5)) == [0, 1, 4, 9, 16]
+
+    def test_a_deleted_pod_is_a_lost_worker_whose_tasks_run_again(self, cluster, pools):
+        pool = pools(2, backend=cluster.backend())
+        wait_live(pool, 2)
+        recorder = EventRecorder(pool)
+        result = pool.map_async(SLOW_SQUARE, range(60), chunksize=1)
+        recorder.next(fiber_jupyter.Progress, where=lambda p: p.done >= 4)
+        victim = cluster.pods()[0].metadata.name
+        cluster.core.delete_namespaced_pod(victim, cluster.namespace, grace_period_seconds=0)
+        lost = recorder.next(WorkerLost)
+        assert lost.reason in ("pod deleted", "exit 137 (SIGKILL)", "exit 143 (SIGTERM)")
+        assert result.get(timeout=120) == [x * x for x in range(60)]
+        wait_live(pool, 2)
+
+
+class TestCredentials:
+    def test_workers_get_the_credentials_from_the_pools_secret_only(self, fake, pools):
+        pool = pools(1, backend=fake.backend())
+        wait_live(pool, 1)
+        token = pool._scheduler._credentials.token  # the one place a test may read it
+        assert token.startswith("curve:")
+        [pod] = fake.fake.api.list_objects("pods", fake.namespace)
+        assert token not in repr(pod)
+        env = {e["name"]: e for e in pod["spec"]["containers"][0]["env"]}
+        assert env["FIBER_JUPYTER_CREDENTIALS"]["valueFrom"]["secretKeyRef"]["key"] == "token"
+        assert pod["spec"]["automountServiceAccountToken"] is False
+
+
+class TestLosses:
+    """Pod failures the stand-in can inject, each reported as Kubernetes says it."""
+
+    def _lose(self, fake, pools, harm: Callable[[str], None]) -> WorkerLost:
+        pool = pools(1, backend=fake.backend())
+        wait_live(pool, 1)
+        recorder = EventRecorder(pool)
+        [pod] = fake.pods()
+        harm(pod.metadata.name)
+        lost = recorder.next(WorkerLost)
+        wait_live(pool, 1)
+        assert pool.apply(SQUARE, (7,)) == 49
+        fake.fake.wait_for_deleted(pod.metadata.name, 30)
+        return lost
+
+    def test_a_worker_process_killed_with_sigkill(self, fake, pools):
+        lost = self._lose(fake, pools, lambda name: os.kill(fake.fake.kubelet.pid(name),
+                                                            signal.SIGKILL))
+        assert (lost.reason, lost.exit_code) == ("exit 137 (SIGKILL)", -9)
+
+    def test_an_oom_killed_worker(self, fake, pools):
+        lost = self._lose(fake, pools, fake.fake.kubelet.oom)
+        assert lost.reason == "OOMKilled (exit 137, SIGKILL)"
+
+    def test_an_evicted_worker(self, fake, pools):
+        lost = self._lose(fake, pools, fake.fake.kubelet.evict)
+        assert lost.reason.startswith("evicted: The node was low on resource: memory.")
+
+    def test_tasks_of_a_killed_worker_run_again_on_its_replacement(self, fake, pools):
+        pool = pools(1, backend=fake.backend())
+        wait_live(pool, 1)
+        recorder = EventRecorder(pool)
+        result = pool.map_async(SLOW_SQUARE, range(40), chunksize=1)
+        recorder.next(fiber_jupyter.Progress, where=lambda p: p.done >= 2)
+        [pod] = fake.pods()
+        os.kill(fake.fake.kubelet.pid(pod.metadata.name), signal.SIGKILL)
+        assert result.get(timeout=120) == [x * x for x in range(40)]
+        assert recorder.of(TaskRetried) or recorder.next(TaskRetried)
+
+
+class TestStuckPods:
+    """Pods that never run are pending, then failed starts that say why."""
+
+    def test_an_unschedulable_pod_waits_then_fails_with_the_schedulers_reason(self, fake, pools):
+        pool = pools(1, backend=fake.backend(cpu="64"), start_timeout=1, heartbeat_timeout=1.2)
+        recorder = EventRecorder(pool)
+        waiting = recorder.next(WorkerWaiting)
+        unschedulable = "Unschedulable: 0/1 nodes are available: 1 Insufficient cpu."
+        assert waiting.reason.startswith(unschedulable)
+        assert pool.status().pending == 1
+        lost = recorder.next(WorkerLost)
+        assert lost.reason.startswith(f"did not connect within 1 s: {unschedulable}")
+
+    def test_an_image_that_cannot_be_pulled(self, fake, pools):
+        pool = pools(1, backend=fake.backend(image="registry.example/does-not-exist:1"))
+        waiting = EventRecorder(pool).next(WorkerWaiting)
+        assert waiting.reason.startswith(("ErrImagePull", "ImagePullBackOff"))
+
+    def test_a_pool_that_can_start_no_worker_breaks_with_the_reason(self, fake, pools):
+        pool = pools(1, backend=fake.backend(image="registry.example/does-not-exist:1"),
+                     start_timeout=0.5, heartbeat_timeout=1.2)
+        with pytest.raises(BrokenPoolError, match="ErrImagePull|ImagePullBackOff"):
+            pool.map(SQUARE, range(3))
+
+    def test_a_quota_refusal_waits_and_retries(self, fake, pools):
+        fake.fake.api.fail_next("create", "pods", 2, code=403)
+        pool = pools(1, backend=fake.backend())
+        waiting = EventRecorder(pool).next(WorkerWaiting)
+        assert waiting.reason.startswith("quota: 403 Forbidden:")
+        assert "exceeded quota" in waiting.reason
+        wait_live(pool, 1)
+
+
+class TestApiTrouble:
+    def test_throttling_and_server_errors_are_retried(self, fake, pools):
+        fake.fake.api.fail_next("create", "pods", 2, code=429, retry_after=0.1)
+        fake.fake.api.fail_next("create", "secrets", 1, code=500)
+        pool = pools(2, backend=fake.backend())
+        wait_live(pool, 2)
+        assert fake.fake.api.count("create", "pods") == 4
+
+    def test_a_forbidden_request_is_a_clear_failed_start(self, fake, pools):
+        fake.fake.api.fail_next("create", "pods", 10, code=403, reason="Forbidden",
+                                message='pods is forbidden: User "ada" cannot create resource '
+                                        '"pods" in API group "" in the namespace "fiber-test"')
+        pool = pools(1, backend=fake.backend())
+        lost = EventRecorder(pool).next(WorkerLost)
+        assert lost.reason.startswith('could not create pod: 403 Forbidden: pods is forbidden: '
+                                      'User "ada" cannot create resource "pods"')
+
+    @pytest.mark.parametrize("trouble", ["drop", "expire"])
+    def test_losses_are_seen_after_the_watch_is_dropped_or_expires(self, fake, pools, trouble):
+        pool = pools(1, backend=fake.backend())
+        wait_live(pool, 1)
+        recorder = EventRecorder(pool)
+        api = fake.fake.api
+        if trouble == "drop":
+            fake.fake.wait_for(lambda: api.open_watches("pods") == 1, 10, "the pool's watch")
+            api.drop_watches(resource="pods")
+        else:
+            api.expire_next_watch()
+            api.drop_watches(resource="pods")
+        fake.fake.wait_for(lambda: api.open_watches("pods") == 1, 30, "the watch to resume")
+        [pod] = fake.pods()
+        os.kill(fake.fake.kubelet.pid(pod.metadata.name), signal.SIGKILL)
+        assert recorder.next(WorkerLost).reason == "exit 137 (SIGKILL)"
+
+
+class TestIsolation:
+    def test_two_pools_in_one_namespace_never_touch_each_others_pods(self, fake, pools):
+        first = pools(2, backend=fake.backend(), name="a")
+        second = pools(1, backend=fake.backend(), name="b")
+        wait_live(first, 2)
+        wait_live(second, 1)
+        first.terminate()
+        first.join()
+        [pod] = fake.pods()
+        assert pod.metadata.labels["fiber-jupyter/pool"].startswith("b-")
+        assert second.map(SQUARE, range(3)) == [0, 1, 4]
+        assert (second.status().live, second.status().lost) == (1, 0)
