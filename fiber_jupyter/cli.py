@@ -10,7 +10,8 @@ owned by the notebook's pod. A kernel killed outside a cluster leaves them:
 its workers exit two minutes after they lose their master, and their pods
 stay as ended pods. ``cleanup`` deletes the pods and Secrets of pools whose
 pods have all ended, or that have no pod left; ``--pool`` names one to delete
-whatever its state (a pool still in use loses its workers).
+whatever its state, for a pool whose kernel is gone before its workers noticed
+(a pool still in use would start new workers, without credentials).
 """
 
 from __future__ import annotations
@@ -110,7 +111,8 @@ def _cleanup(api: Any, namespace: str, options: argparse.Namespace) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fiber-jupyter", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="fiber-jupyter", description="See and clean up the Kubernetes pools of a namespace.")
     commands = parser.add_subparsers(dest="command", required=True)
     for name, help_text in (("list", "list the pools of a namespace and their pods"),
                             ("cleanup", "delete the pods and Secrets of abandoned pools")):
@@ -122,7 +124,7 @@ def _parser() -> argparse.ArgumentParser:
             command.add_argument("--dry-run", action="store_true",
                                  help="say what would be deleted, delete nothing")
             command.add_argument("--pool", help="delete this pool (its label value from "
-                                                "`list`), even if it is in use")
+                                                "`list`), even if its pods still run")
     return parser
 
 

@@ -13,11 +13,12 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
 
 import pytest
 from kubernetes import client, config
 
+from . import clusters
 from .fake_api import FakeKubeApi
 from .kubelet import ProcessKubelet
 
@@ -137,3 +138,43 @@ def fake_cluster(tmp_path: Path) -> Iterator[FakeCluster]:
 def k8s_core(fake_cluster: FakeCluster) -> client.CoreV1Api:
     """The test's own CoreV1Api on the fake cluster."""
     return fake_cluster.core
+
+
+# Pools on a cluster, for the backend and CLI tests (helpers in clusters.py) ----------------
+
+
+@pytest.fixture
+def pools() -> Iterator[Callable[..., Any]]:
+    """Pools terminated and joined at the end of the test, whatever happened."""
+    import fiber_jupyter
+
+    made: List[Any] = []
+
+    def make(*args: Any, **kwargs: Any) -> Any:
+        made.append(fiber_jupyter.Pool(*args, **kwargs))
+        return made[-1]
+
+    yield make
+    for pool in made:
+        pool.terminate()
+        pool.join()
+
+
+@pytest.fixture
+def fake(fake_cluster: FakeCluster) -> "clusters.Cluster":
+    """The stand-in, as the Cluster the backend tests use."""
+    return clusters.Cluster(str(fake_cluster.kubeconfig), fake_cluster.namespace,
+                            clusters.FAKE_IMAGE, "127.0.0.1", fake_cluster.core, fake_cluster)
+
+
+@pytest.fixture(params=["stand-in", "real cluster"])
+def cluster(request: pytest.FixtureRequest) -> Iterator["clusters.Cluster"]:
+    """The stand-in, and a real cluster when FIBER_JUPYTER_TEST_KUBECONFIG names one."""
+    if request.param == "stand-in":
+        yield request.getfixturevalue("fake")
+        return
+    if not clusters.REAL_KUBECONFIG:
+        pytest.skip("no real cluster: set FIBER_JUPYTER_TEST_KUBECONFIG (docs/kubernetes.md)")
+    api_client = new_api_client(Path(clusters.REAL_KUBECONFIG))
+    yield clusters.real_cluster(api_client)
+    api_client.close()

@@ -12,103 +12,17 @@ from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
-from typing import Any, Callable, Iterator, List
+from typing import Callable
 
 import pytest
-from kubernetes import client
 
 import fiber_jupyter
 from fiber_jupyter import (BrokenPoolError, TaskRetried, WorkerLost, WorkerStopped,
                            WorkerWaiting)
-from fiber_jupyter.backends import Kubernetes
 
 from ..conftest import EventRecorder
-from .conftest import FakeCluster, new_api_client, poll
-
-REAL_KUBECONFIG = os.environ.get("FIBER_JUPYTER_TEST_KUBECONFIG")
-REAL_IMAGE = os.environ.get("FIBER_JUPYTER_TEST_IMAGE", "fiber-worker:test")
-SELECTOR = "app.kubernetes.io/name=fiber-jupyter"
-# The stand-in's kubelet runs the pod's command with this host's Python; the
-# image only matters to its image-pull check.
-FAKE_IMAGE = "python:3.11-slim"
-
-
-def by_value(source: str, name: str):
-    """A function as a notebook defines it: in ``__main__``, so it travels by value."""
-    namespace = {"__name__": "__main__"}
-    exec(source, namespace)
-    return namespace[name]
-
-
-SQUARE = by_value("def square(x):\n    return x * x\n", "square")
-SLOW_SQUARE = by_value("def slow_square(x):\n    import time\n    time.sleep(0.05)\n"
-                       "    return x * x\n", "slow_square")
-
-
-@dataclass
-class Cluster:
-    """Where a test's pools run: the stand-in, or a real cluster."""
-
-    kubeconfig: str
-    namespace: str
-    image: str
-    address: str
-    core: client.CoreV1Api
-    fake: Any  # the FakeCluster, or None on a real cluster
-
-    def backend(self, **options: Any) -> Kubernetes:
-        return Kubernetes(**{"image": self.image, "kubeconfig": self.kubeconfig,
-                             "namespace": self.namespace, "address": self.address, **options})
-
-    def pods(self) -> List[Any]:
-        return self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR).items
-
-    def secrets(self) -> List[Any]:
-        return self.core.list_namespaced_secret(self.namespace, label_selector=SELECTOR).items
-
-
-@pytest.fixture
-def pools() -> Iterator[Callable[..., fiber_jupyter.Pool]]:
-    """Pools terminated and joined at the end of the test, whatever happened."""
-    made: List[fiber_jupyter.Pool] = []
-
-    def make(*args: Any, **kwargs: Any) -> fiber_jupyter.Pool:
-        made.append(fiber_jupyter.Pool(*args, **kwargs))
-        return made[-1]
-
-    yield make
-    for pool in made:
-        pool.terminate()
-        pool.join()
-
-
-@pytest.fixture
-def fake(fake_cluster: FakeCluster) -> Cluster:
-    return Cluster(str(fake_cluster.kubeconfig), fake_cluster.namespace, FAKE_IMAGE,
-                   "127.0.0.1", fake_cluster.core, fake_cluster)
-
-
-@pytest.fixture(params=["stand-in", "real cluster"])
-def cluster(request: pytest.FixtureRequest) -> Iterator[Cluster]:
-    if request.param == "stand-in":
-        yield request.getfixturevalue("fake")
-        return
-    if not REAL_KUBECONFIG:
-        pytest.skip("no real cluster: set FIBER_JUPYTER_TEST_KUBECONFIG (docs/kubernetes.md)")
-    api_client = new_api_client(REAL_KUBECONFIG)
-    namespace = os.environ.get("FIBER_JUPYTER_TEST_NAMESPACE", "default")
-    address = os.environ.get("FIBER_JUPYTER_TEST_ADDRESS") or None
-    yield Cluster(REAL_KUBECONFIG, namespace, REAL_IMAGE, address, client.CoreV1Api(api_client),
-                  None)
-    api_client.close()
-
-
-def wait_live(pool: fiber_jupyter.Pool, count: int, timeout: float = 60.0) -> None:
-    recorder = EventRecorder(pool)
-    if pool.status().live != count:
-        recorder.next(fiber_jupyter.Scaled, timeout, where=lambda e: e.live == count)
-
+from .clusters import SLOW_SQUARE, SQUARE, wait_live
+from .conftest import poll
 
 class TestOnAnyCluster:
     """What a user sees on any cluster: pods that run tasks, scale, heal and go away."""

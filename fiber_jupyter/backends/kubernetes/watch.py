@@ -75,9 +75,11 @@ class PodWatch(threading.Thread):
         for event in stream.stream(self._api.list_namespaced_pod, self._namespace,
                                    label_selector=self._selector, resource_version=version,
                                    timeout_seconds=WATCH_SECONDS, allow_watch_bookmarks=True):
-            pod = event["object"]
-            version = pod.metadata.resource_version or version
-            if event["type"] != "BOOKMARK":
+            if event["type"] == "BOOKMARK":  # its object stays a dict: only a version
+                version = stream.resource_version or version
+            else:
+                pod = event["object"]
+                version = pod.metadata.resource_version or version
                 self._on_event(event["type"], pod)
             if self._stopping.is_set():
                 stream.stop()

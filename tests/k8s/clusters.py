@@ -1,0 +1,74 @@
+"""Pools on a cluster for the backend tests: the stand-in, or a real cluster.
+
+The fixtures that use these live in conftest.py; the helpers are imported
+by the test modules.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any, List
+
+from kubernetes import client
+
+import fiber_jupyter
+from fiber_jupyter.backends import Kubernetes
+
+from ..conftest import EventRecorder
+
+REAL_KUBECONFIG = os.environ.get("FIBER_JUPYTER_TEST_KUBECONFIG")
+REAL_IMAGE = os.environ.get("FIBER_JUPYTER_TEST_IMAGE", "fiber-worker:test")
+SELECTOR = "app.kubernetes.io/name=fiber-jupyter"
+# The stand-in's kubelet runs the pod's command with this host's Python; the
+# image only matters to its image-pull check.
+FAKE_IMAGE = "python:3.11-slim"
+
+
+def by_value(source: str, name: str):
+    """A function as a notebook defines it: in ``__main__``, so it travels by value."""
+    namespace = {"__name__": "__main__"}
+    exec(source, namespace)
+    return namespace[name]
+
+
+SQUARE = by_value("def square(x):\n    return x * x\n", "square")
+SLOW_SQUARE = by_value("def slow_square(x):\n    import time\n    time.sleep(0.05)\n"
+                       "    return x * x\n", "slow_square")
+
+
+@dataclass
+class Cluster:
+    """Where a test's pools run: the stand-in, or a real cluster."""
+
+    kubeconfig: str
+    namespace: str
+    image: str
+    address: str
+    core: client.CoreV1Api
+    fake: Any  # the FakeCluster, or None on a real cluster
+
+    def backend(self, **options: Any) -> Kubernetes:
+        return Kubernetes(**{"image": self.image, "kubeconfig": self.kubeconfig,
+                             "namespace": self.namespace, "address": self.address, **options})
+
+    def pods(self) -> List[Any]:
+        return self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR).items
+
+    def secrets(self) -> List[Any]:
+        return self.core.list_namespaced_secret(self.namespace, label_selector=SELECTOR).items
+
+
+def real_cluster(api_client: client.ApiClient) -> Cluster:
+    """The cluster FIBER_JUPYTER_TEST_KUBECONFIG names (see docs/kubernetes.md)."""
+    return Cluster(REAL_KUBECONFIG, os.environ.get("FIBER_JUPYTER_TEST_NAMESPACE", "default"),
+                   REAL_IMAGE, os.environ.get("FIBER_JUPYTER_TEST_ADDRESS") or None,
+                   client.CoreV1Api(api_client), None)
+
+
+def wait_live(pool: fiber_jupyter.Pool, count: int, timeout: float = 60.0) -> None:
+    recorder = EventRecorder(pool)
+    if pool.status().live != count:
+        recorder.next(fiber_jupyter.Scaled, timeout, where=lambda e: e.live == count)
+
+
