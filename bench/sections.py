@@ -21,6 +21,7 @@ DEFAULT_PATH = ROOT / "docs" / "benchmarks.md"
 PEERS = "peers"  # bench/run.py
 SCALE = "scale"  # bench/scale.py
 RECOVERY = "crash recovery"  # bench/recovery.py
+KUBERNETES = "kubernetes"  # bench/kubernetes.py
 
 _ANY_MARKER = re.compile(r"<!-- (end of )?bench section: ")
 

@@ -104,6 +104,8 @@ def connect(config: Kubernetes) -> tuple:
     from kubernetes import config as kube_config
 
     configuration = client.Configuration()
+    # One connection per API request in flight, plus the watch and a list.
+    configuration.connection_pool_maxsize = config.create_parallelism + 2
     if in_cluster():
         kube_config.load_incluster_config(client_configuration=configuration)
         api = client.CoreV1Api(client.ApiClient(configuration))
