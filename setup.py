@@ -30,7 +30,7 @@ setup(
     extras_require={
         "test": ["pytest>=7", "pytest-timeout", "numpy", "psutil", "hypothesis", "ruff",
                  "jupyter_client", "jupyterlab>=4.6,<5", "playwright==1.65.2", "nbclient",
-                 "nbformat"],
+                 "nbformat", "kubernetes==37.0.2"],
     },
     classifiers=[
         "Framework :: Jupyter",

@@ -13,7 +13,7 @@ import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar
+from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar, Union
 
 import pytest
 from kubernetes import client, config
@@ -41,7 +41,7 @@ def write_kubeconfig(path: Path, server: str, token: str, namespace: str = NAMES
     return path
 
 
-def new_api_client(kubeconfig: Path) -> client.ApiClient:
+def new_api_client(kubeconfig: Union[str, Path]) -> client.ApiClient:
     """An ApiClient of its own, loaded from ``kubeconfig``; the global default is untouched."""
     configuration = client.Configuration()
     config.load_kube_config(config_file=str(kubeconfig), client_configuration=configuration,
@@ -54,7 +54,7 @@ class FakeCluster:
     """One test's cluster: the server, its kubelet, and a client for the test itself."""
 
     url: str
-    kubeconfig: Path
+    kubeconfig: str  # a str: load_kube_config(config_file=...) fails on a Path
     namespace: str
     api: FakeKubeApi
     kubelet: ProcessKubelet
@@ -122,7 +122,7 @@ def fake_cluster(tmp_path: Path) -> Iterator[FakeCluster]:
         api.log_source = lambda namespace, name: kubelet.log_path(name, namespace)
         kubelet.start()
         own = new_api_client(kubeconfig)
-        yield FakeCluster(api.url, kubeconfig, NAMESPACE, api, kubelet, own,
+        yield FakeCluster(api.url, str(kubeconfig), NAMESPACE, api, kubelet, own,
                           client.CoreV1Api(own))
     finally:
         if kubelet is not None:

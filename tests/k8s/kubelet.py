@@ -9,14 +9,16 @@ resolves env (Secrets, the downward API), starts the container, reports
 Running, exit codes, OOM kills and evictions, and finishes graceful deletions.
 
 A pod's ``containers[0].command + args`` runs with ``subprocess.Popen`` in a
-new session; its other containers, init containers, probes and volumes are
-ignored. Every public method is thread-safe: controls are executed on the
-kubelet's own worker thread, in order with the pod events.
+new session (with a parent-death signal, so even a SIGKILLed test process
+leaves no pod behind); its other containers, init containers, probes and
+volumes are ignored. Every public method is thread-safe: controls are
+executed on the kubelet's own worker thread, in order with the pod events.
 """
 
 from __future__ import annotations
 
 import base64
+import errno
 import hashlib
 import json
 import logging
@@ -25,6 +27,7 @@ import os
 import queue
 import re
 import secrets
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,6 +53,10 @@ DEFAULT_CAPACITY: Dict[str, Union[str, int]] = {
     "cpu": "8", "memory": "32Gi", "pods": 110, "nvidia.com/gpu": 0}
 DEFAULT_LABELS = {"kubernetes.io/os": "linux", "kubernetes.io/arch": "amd64"}
 TERMINAL = ("Succeeded", "Failed")
+# Pods are new sessions, so a signal to the test's process group misses them; if the test
+# process dies without stopping the kubelet, the kernel still kills them (util-linux setpriv).
+_SETPRIV = shutil.which("setpriv")
+PARENT_DEATH_SIGNAL = [_SETPRIV, "--pdeathsig", "KILL", "--"] if _SETPRIV else []
 _REFERENCE = re.compile(r"\$\$|\$\(([A-Za-z_][A-Za-z0-9_.-]*)\)")
 
 
@@ -226,6 +233,14 @@ class ProcessKubelet:
 
     # --- controls (thread-safe) ---------------------------------------------------------------
 
+    @property
+    def capacity(self) -> Dict[str, Union[str, int]]:
+        return self._call(lambda: dict(self._capacity))
+
+    @property
+    def node_labels(self) -> Dict[str, str]:
+        return self._call(lambda: dict(self._labels))
+
     def set_capacity(self, resources: Mapping[str, Union[str, int]]) -> None:
         """Change the node's capacity (merged); pending pods are scheduled again."""
         self._call(lambda: self._capacity.update(resources))
@@ -273,6 +288,8 @@ class ProcessKubelet:
 
     def _call(self, function: Callable[[], T], timeout: float = 15.0) -> T:
         """Run ``function`` on the worker thread, in order with pod events; its result."""
+        if self._stopping.is_set() or not self._threads:
+            raise RuntimeError("the kubelet is not running")
         done: "queue.Queue[Tuple[bool, Any]]" = queue.Queue()
         self._queue.put(("call", function, done))
         ok, value = done.get(timeout=timeout)
@@ -568,13 +585,15 @@ class ProcessKubelet:
     def _spawn(self, run: PodRun, argv: List[str], env: Dict[str, str]) -> _Process:
         if not argv:
             raise ValueError("no command specified")
-        working_dir = container_dir = run.container.get("workingDir")
-        if container_dir and not Path(container_dir).is_dir():
+        working_dir = run.container.get("workingDir")
+        if working_dir and not Path(working_dir).is_dir():
             log.warning("kubelet: workingDir %s does not exist here; using the sandbox",
-                        container_dir)
+                        working_dir)
             working_dir = None
+        cwd = Path(working_dir or run.sandbox)
+        _check_executable(argv[0], env["PATH"], cwd)
         with open(run.log_path, "ab") as output:
-            popen = subprocess.Popen(argv, env=env, cwd=working_dir or run.sandbox,
+            popen = subprocess.Popen(PARENT_DEATH_SIGNAL + argv, env=env, cwd=cwd,
                                      stdin=subprocess.DEVNULL, stdout=output,
                                      stderr=subprocess.STDOUT, start_new_session=True)
         process = _Process(popen)
@@ -692,7 +711,8 @@ class ProcessKubelet:
             self._patch_status(run.pod, body)
             run.sent = status
         except ApiException as exc:
-            if exc.status != 404:
+            if exc.status != 404:  # 404: the pod is gone, its DELETED event is coming
+                run.sent = None  # the next maintenance pass tries again
                 log.warning("kubelet: status of %s/%s not written (%s)", run.namespace,
                             run.name, exc.status)
 
@@ -855,6 +875,18 @@ class ProcessKubelet:
             amount = limits.get(name, self._capacity.get(name, 0))
         divisor = parse_quantity(ref.get("divisor") or "1")
         return str(math.ceil(parse_quantity(amount) / divisor))
+
+
+def _check_executable(command: str, path: str, cwd: Path) -> None:
+    """What the container runtime checks before exec (the launcher would hide it)."""
+    if "/" in command:
+        target = cwd / command
+        if not target.exists():
+            raise OSError(errno.ENOENT, f"stat {command}: no such file or directory")
+        if target.is_dir() or not os.access(target, os.X_OK):
+            raise OSError(errno.EACCES, "permission denied")
+    elif shutil.which(command, path=path) is None:
+        raise OSError(errno.ENOENT, "executable file not found in $PATH")
 
 
 def _add_requests(used: Dict[str, Decimal], pod: Mapping[str, Any]) -> None:

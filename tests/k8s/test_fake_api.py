@@ -16,6 +16,7 @@ import queue
 import shutil
 import signal
 import subprocess
+import sys
 import threading
 import time
 from typing import Any, Callable, Dict, List, Optional
@@ -204,6 +205,46 @@ def test_patch_kinds_and_status_separation(fake_cluster: FakeCluster) -> None:
     assert stale.value.status == 409 and error_body(stale.value)["reason"] == "Conflict"
 
 
+def test_writes_are_validated_against_the_client_models(fake_cluster: FakeCluster) -> None:
+    create(fake_cluster, "strict", **IDLE)
+    version = fake_cluster.api.resource_version
+    incomplete = {"status": {"containerStatuses": [{"name": "main", "ready": False}]}}
+    with pytest.raises(ApiException) as rejected:
+        fake_cluster.core.patch_namespaced_pod_status("strict", NS, incomplete)
+    assert rejected.value.status == 400
+    assert "cannot be handled as a Pod" in error_body(rejected.value)["message"]
+    assert fake_cluster.api.resource_version == version
+
+
+def test_replace_needs_the_current_resource_version(fake_cluster: FakeCluster) -> None:
+    pod = create(fake_cluster, "r", **IDLE)
+    fake_cluster.core.patch_namespaced_pod("r", NS, {"metadata": {"labels": {"x": "1"}}})
+    body = fake_cluster.api_client.sanitize_for_serialization(pod)
+    with pytest.raises(ApiException) as stale:
+        fake_cluster.core.replace_namespaced_pod("r", NS, body)
+    assert stale.value.status == 409
+    del body["metadata"]["resourceVersion"]
+    with pytest.raises(ApiException) as unversioned:
+        fake_cluster.core.replace_namespaced_pod("r", NS, body)
+    assert unversioned.value.status == 422
+
+
+def test_secret_data_is_base64(fake_cluster: FakeCluster) -> None:
+    fake_cluster.core.create_namespaced_secret(NS, {"metadata": {"name": "s", "labels": {
+        "app": "fiber"}}, "stringData": {"token": "abc"}})
+    secret = fake_cluster.core.read_namespaced_secret("s", NS)
+    assert secret.data == {"token": base64.b64encode(b"abc").decode()}
+    assert secret.string_data is None and secret.type == "Opaque"
+    listed = fake_cluster.core.list_namespaced_secret(NS, label_selector="app=fiber")
+    assert [s.metadata.name for s in listed.items] == ["s"]
+    with pytest.raises(ApiException) as bad:
+        fake_cluster.core.create_namespaced_secret(NS, {"metadata": {"name": "b"},
+                                                        "data": {"token": "not base64!"}})
+    assert bad.value.status == 422
+    fake_cluster.core.delete_namespaced_secret("s", NS)
+    assert fake_cluster.api.get_object("secrets", NS, "s") is None
+
+
 def test_unchanged_patch_writes_nothing(fake_cluster: FakeCluster) -> None:
     pod = create(fake_cluster, "same", labels={"a": "1"}, **IDLE)
     version = fake_cluster.api.resource_version
@@ -357,10 +398,15 @@ def test_watch_label_selector_sees_objects_leave(fake_cluster: FakeCluster) -> N
     create(fake_cluster, "m", labels={"app": "fiber"}, **IDLE)
     version = fake_cluster.core.list_namespaced_pod(NS).metadata.resource_version
     fake_cluster.core.patch_namespaced_pod("m", NS, {"metadata": {"labels": {"app": "x"}}})
-    events = list(watch.Watch().stream(fake_cluster.core.list_namespaced_pod, NS,
-                                       label_selector="app=fiber", resource_version=version,
-                                       timeout_seconds=1))
-    assert [e["type"] for e in events] == ["DELETED"]
+    stream = watch.Watch()
+    for event in stream.stream(fake_cluster.core.list_namespaced_pod, NS,
+                               label_selector="app=fiber", resource_version=version,
+                               timeout_seconds=5):
+        assert (event["type"], event["object"].metadata.labels) == ("DELETED", {"app": "x"})
+        stream.stop()
+        break
+    else:
+        pytest.fail("no event: a pod leaving the selection must be DELETED for the watcher")
 
 
 # --- environment and secrets ------------------------------------------------------------------
@@ -534,48 +580,50 @@ def test_delay_hook(fake_cluster: FakeCluster) -> None:
     assert time.monotonic() - began < 0.3
 
 
-def start_watch(cluster: FakeCluster, **params: Any) -> "queue.Queue[Any]":
-    """A watch in a thread; its events (then any exception, then "end") on a queue."""
-    events: "queue.Queue[Any]" = queue.Queue()
-    stream = watch.Watch()
+class BackgroundWatch:
+    """A watch consumed by a thread: its events, then any exception, then "end", queued."""
 
-    def run() -> None:
+    def __init__(self, cluster: FakeCluster, **params: Any) -> None:
+        self.events: "queue.Queue[Any]" = queue.Queue()
+        self.stream = watch.Watch()
+        self.thread = threading.Thread(target=self._run, args=(cluster, params), daemon=True)
+        self.thread.start()
+
+    def _run(self, cluster: FakeCluster, params: Dict[str, Any]) -> None:
         try:
-            for event in stream.stream(cluster.core.list_namespaced_pod, NS, **params):
-                events.put((event["type"], event["object"].metadata.name))
+            for event in self.stream.stream(cluster.core.list_namespaced_pod, NS, **params):
+                self.events.put((event["type"], event["object"].metadata.name))
         except Exception as exc:  # handed to the test
-            events.put(exc)
-        events.put("end")
+            self.events.put(exc)
+        self.events.put("end")
 
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    events.stream, events.thread = stream, thread  # type: ignore[attr-defined]
-    return events
+    def next(self) -> Any:
+        return self.events.get(timeout=5)
 
 
 def test_dropped_watch_abruptly_raises_in_the_client(fake_cluster: FakeCluster) -> None:
-    events = start_watch(fake_cluster, timeout_seconds=30)
+    background = BackgroundWatch(fake_cluster, timeout_seconds=30)
     fake_cluster.wait_for(lambda: fake_cluster.api.open_watches() == 1)
     assert fake_cluster.api.drop_watches() == 1
-    assert isinstance(events.get(timeout=5), urllib3.exceptions.ProtocolError)
-    assert events.get(timeout=5) == "end"
+    assert isinstance(background.next(), urllib3.exceptions.ProtocolError)
+    assert background.next() == "end"
 
 
 def test_cleanly_dropped_watch_is_resumed_by_the_client(fake_cluster: FakeCluster) -> None:
     version = fake_cluster.core.list_namespaced_pod(NS).metadata.resource_version
-    events = start_watch(fake_cluster, resource_version=version)
+    background = BackgroundWatch(fake_cluster, resource_version=version)
     fake_cluster.wait_for(lambda: fake_cluster.api.open_watches() == 1)
     create(fake_cluster, "before", **IDLE)
-    assert events.get(timeout=5) == ("ADDED", "before")
+    assert background.next() == ("ADDED", "before")
     assert fake_cluster.api.drop_watches(abrupt=False) == 1
     fake_cluster.wait_for(lambda: fake_cluster.api.count("watch", "pods") == 2 and
                           fake_cluster.api.open_watches() == 1, what="the client to re-watch")
     create(fake_cluster, "after", **IDLE)
-    assert events.get(timeout=5) == ("ADDED", "after")
-    events.stream.stop()  # type: ignore[attr-defined]
+    assert background.next() == ("ADDED", "after")  # resumed from its resourceVersion
+    background.stream.stop()
     fake_cluster.api.drop_watches(abrupt=False)
-    events.thread.join(timeout=5)  # type: ignore[attr-defined]
-    assert not events.thread.is_alive()  # type: ignore[attr-defined]
+    background.thread.join(timeout=5)
+    assert not background.thread.is_alive()
 
 
 # --- collections, garbage collection, counters ------------------------------------------------
@@ -639,7 +687,46 @@ def test_kubectl_lists_pods(fake_cluster: FakeCluster) -> None:
     if shutil.which("kubectl") is None:
         pytest.skip("kubectl is not installed")
     create(fake_cluster, "visible", **IDLE)
-    listed = subprocess.run(["kubectl", "--kubeconfig", str(fake_cluster.kubeconfig), "get",
+    local = {**os.environ, "NO_PROXY": "127.0.0.1", "no_proxy": "127.0.0.1"}
+    listed = subprocess.run(["kubectl", "--kubeconfig", fake_cluster.kubeconfig, "get",
                              "pods", "-o", "name"], capture_output=True, text=True, timeout=30,
-                            check=True)
+                            check=True, env=local)
     assert listed.stdout.split() == ["pod/visible"]
+
+
+ORPHAN_SCRIPT = """
+import sys, tempfile, pathlib
+from tests.k8s.conftest import new_api_client, write_kubeconfig
+from tests.k8s.fake_api import FakeKubeApi
+from tests.k8s.kubelet import ProcessKubelet
+from kubernetes import client
+api = FakeKubeApi().start()
+folder = pathlib.Path(tempfile.mkdtemp())
+kubeconfig = write_kubeconfig(folder / "kubeconfig", api.url, "unused")
+kubelet = ProcessKubelet(new_api_client(kubeconfig), log_dir=folder).start()
+core = client.CoreV1Api(new_api_client(kubeconfig))
+core.create_namespaced_pod("default", {"metadata": {"name": "orphan"}, "spec": {
+    "containers": [{"name": "c", "image": "python", "command": %r}]}})
+api.wait_for(lambda: (api.get_object("pods", "default", "orphan") or {}).get(
+    "status", {}).get("phase") == "Running", 20)
+print(kubelet.pid("orphan", "default"), flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="util-linux setpriv is missing")
+def test_pods_die_with_a_killed_test_process() -> None:
+    """Pods are new sessions; if the process hosting the kubelet is killed outright (a CI
+    timeout), the kernel's parent-death signal still takes them down."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    host = subprocess.Popen([sys.executable, "-c", ORPHAN_SCRIPT % (SLEEP,)], cwd=root,
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(host.stdout.readline())  # type: ignore[union-attr]
+        assert alive(pid)
+    finally:
+        host.kill()
+        host.wait()
+        host.stdin.close()  # type: ignore[union-attr]
+        host.stdout.close()  # type: ignore[union-attr]
+    poll(lambda: not alive(pid), what="the orphaned pod process to be killed")
