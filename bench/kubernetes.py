@@ -8,7 +8,9 @@ real cluster can run here): the official client, real HTTP, real worker
 processes connecting back over CURVE. For each size n:
 
 - time to live: from ``Pool(n, backend=Kubernetes(...))`` until n workers
-  are live, and the API requests the backend made meanwhile, by verb;
+  are live, and the API requests the backend made meanwhile, by verb; the
+  same for a local pool of n, in the same run, as a ratio (the process
+  kubelet starts the same interpreters, so the ratio is the backend's cost);
 - idle cost: API requests per minute while the pool sits idle for
   ``--idle-seconds``, total and per worker (the goal is none per worker:
   one watch per pool);
@@ -78,7 +80,19 @@ def requests_by_verb(api: FakeKubeApi) -> dict:
     return counts
 
 
+def local_time_to_live(n: int) -> float:
+    t0 = time.perf_counter()
+    pool = fiber_jupyter.Pool(n, start_timeout=START_TIMEOUT_S, progress=False)
+    try:
+        FiberHandle(pool).wait_ready()
+        return time.perf_counter() - t0
+    finally:
+        pool.terminate()
+        pool.join()
+
+
 def measure_size(directory: Path, n: int, idle_seconds: float) -> dict:
+    local = local_time_to_live(n)
     cluster = StandIn(directory, n)
     try:
         t0 = time.perf_counter()
@@ -97,9 +111,9 @@ def measure_size(directory: Path, n: int, idle_seconds: float) -> dict:
         pool.join()
         to_gone = time.perf_counter() - t1
         down_requests = requests_by_verb(cluster.api)
-        return {"n": n, "to_live": to_live, "up": up_requests, "idle_per_min":
-                idle * 60 / idle_seconds, "to_gone": to_gone, "down": down_requests,
-                "leftovers": cluster.leftovers()}
+        return {"n": n, "to_live": to_live, "local_to_live": local, "up": up_requests,
+                "idle_per_min": idle * 60 / idle_seconds, "to_gone": to_gone,
+                "down": down_requests, "leftovers": cluster.leftovers()}
     finally:
         cluster.close()
 
@@ -124,13 +138,15 @@ def measure_es(directory: Path) -> dict:
 def render(sizes: list, es: dict, idle_seconds: float) -> str:
     lines = ["## Kubernetes backend (API stand-in)", "", sections.provenance("bench.kubernetes"),
              "", __doc__.split("\n\n", 2)[2].strip(), "",
-             "| workers | to live, s | API requests to scale up | idle requests/min "
+             "| workers | to live, s (local, ratio) | API requests to scale up | idle requests/min "
              "(per worker) | shutdown, s | shutdown requests | pods+secrets left |",
              "|---|---|---|---|---|---|---|"]
     for row in sizes:
         up = ", ".join(f"{count} {what}" for what, count in sorted(row["up"].items()))
         down = ", ".join(f"{count} {what}" for what, count in sorted(row["down"].items()))
-        lines.append(f"| {row['n']} | {row['to_live']:.1f} | {up} | {row['idle_per_min']:.1f} "
+        ratio = row["to_live"] / row["local_to_live"]
+        lines.append(f"| {row['n']} | {row['to_live']:.1f} ({row['local_to_live']:.1f}, "
+                     f"{ratio:.2f}x) | {up} | {row['idle_per_min']:.1f} "
                      f"({row['idle_per_min'] / row['n']:.3f}) | {row['to_gone']:.1f} | {down} | "
                      f"{row['leftovers']} |")
     pods, local = es["pods"]["s_per_iter"], es["local"]["s_per_iter"]

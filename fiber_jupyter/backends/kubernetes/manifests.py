@@ -3,8 +3,8 @@
 Names are RFC 1123 labels: lower case, digits and "-", at most 63 characters
 (Fiber's pod names broke on this). Every object carries the labels that find
 it again: the app, the pool (a random id per pool, so two pools never share
-pods), the worker, and annotations for the master's address, so that
-``fiber-jupyter cleanup`` can tell whether the owning kernel is still there.
+pods), the owning kernel (its host and process), the worker; annotations
+name the pool and the master's address, for ``fiber-jupyter list``.
 
 Workers get the pool's credentials from the Secret through an environment
 variable reference, never as a plain value in the pod spec, and they do not
@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import base64
 import copy
+import os
 import re
 import secrets
+import socket
 from typing import Any, Dict, List, Optional
 
 APP_LABEL = "app.kubernetes.io/name"
 APP = "fiber-jupyter"
 POOL_LABEL = "fiber-jupyter/pool"
+KERNEL_LABEL = "fiber-jupyter/kernel"
 WORKER_LABEL = "fiber-jupyter/worker"
 MASTER_ANNOTATION = "fiber-jupyter/master"
 POOL_NAME_ANNOTATION = "fiber-jupyter/pool-name"
@@ -50,6 +53,11 @@ def secret_name(pool: str) -> str:
     return f"fiber-{pool}-credentials"[:MAX_NAME].rstrip("-")
 
 
+def kernel_id() -> str:
+    """This kernel as a label value: "jupyter-ada-4711" (its host, or pod, and process)."""
+    return slug(f"{socket.gethostname()}-{os.getpid()}", MAX_NAME)
+
+
 def pool_selector(pool: str) -> str:
     return f"{APP_LABEL}={APP},{POOL_LABEL}={pool}"
 
@@ -57,7 +65,7 @@ def pool_selector(pool: str) -> str:
 def _metadata(pool: str, pool_name: str, master: str,
               owner: Optional[Dict[str, Any]]) -> Dict[str, Any]:
     metadata: Dict[str, Any] = {
-        "labels": {APP_LABEL: APP, POOL_LABEL: pool},
+        "labels": {APP_LABEL: APP, POOL_LABEL: pool, KERNEL_LABEL: kernel_id()},
         "annotations": {MASTER_ANNOTATION: master, POOL_NAME_ANNOTATION: pool_name},
     }
     if owner is not None:

@@ -1,6 +1,7 @@
 """Specification of the pods and Secret a Kubernetes pool creates (manifests.py)."""
 
 import base64
+import os
 import re
 
 from kubernetes.client import V1Pod, V1Secret
@@ -48,8 +49,10 @@ def test_a_worker_pod_runs_the_worker_with_credentials_from_the_pools_secret():
 
 def test_pods_carry_the_labels_that_find_them_and_the_masters_address():
     metadata = pod()["metadata"]
+    kernel = metadata["labels"].pop("fiber-jupyter/kernel")
     assert metadata["labels"] == {"app.kubernetes.io/name": "fiber-jupyter",
                                   "fiber-jupyter/pool": "es-1a2b3c", "fiber-jupyter/worker": "w17"}
+    assert RFC_1123_LABEL.match(kernel) and kernel.endswith(f"-{os.getpid()}")
     assert metadata["annotations"]["fiber-jupyter/master"] == "tcp://10.0.0.5:40123"
     assert manifests.pool_selector("es-1a2b3c") == (
         "app.kubernetes.io/name=fiber-jupyter,fiber-jupyter/pool=es-1a2b3c")
