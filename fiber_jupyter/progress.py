@@ -108,8 +108,9 @@ class TextDisplay(CallDisplay):
         self._draw(self._bar)
 
     def note(self, text: str) -> None:
-        self._draw("")
+        self._stream.write("\r" + " " * len(self._line) + "\r")  # the bar's line, blank
         self._stream.write(f"{self._label}: {text}\n")
+        self._line = ""
         self._draw(self._bar)
 
     def close(self, progress: Progress) -> None:

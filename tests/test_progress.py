@@ -141,7 +141,8 @@ def test_text_display_redraws_one_line_and_ends_with_a_summary():
     lines = stream.getvalue().split("\r")
     bar = "\u2588" * 10 + " " * 10
     assert lines[1].startswith(f"map(f):  50%|{bar}| 50/100 [00:05<00:05,")
-    assert "map(f): worker w-3 lost: exit -9 (SIGKILL); 4 tasks re-queued\n" in stream.getvalue()
+    note = "map(f): worker w-3 lost: exit -9 (SIGKILL); 4 tasks re-queued\n"
+    assert f"\r{' ' * len(lines[1])}\r{note}" in stream.getvalue(), "the bar is cleared first"
     assert lines[-1].startswith("map(f): 100 tasks done in 10.0 s (10.0 tasks/s)")
     assert stream.getvalue().endswith("\n")
 
