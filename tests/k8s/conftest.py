@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Dict, Iterator, List, Optional, TypeVar, Union
@@ -91,19 +90,6 @@ class FakeCluster:
                          namespace: Optional[str] = None) -> None:
         self.wait_for(lambda: self.pod(name, namespace) is None, timeout,
                       f"pod {name} to be deleted")
-
-
-def poll(predicate: Callable[[], T], timeout: float = 10.0, what: str = "",
-         interval: float = 0.02) -> T:
-    """For conditions outside the API (a process gone, a log line): poll with a deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(interval)
 
 
 @pytest.fixture

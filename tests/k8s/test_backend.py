@@ -20,9 +20,8 @@ import fiber_jupyter
 from fiber_jupyter import (BrokenPoolError, TaskRetried, WorkerLost, WorkerStopped,
                            WorkerWaiting)
 
-from ..conftest import EventRecorder
+from ..conftest import EventRecorder, wait_for
 from .clusters import SLOW_SQUARE, SQUARE, wait_live
-from .conftest import poll
 
 class TestOnAnyCluster:
     """What a user sees on any cluster: pods that run tasks, scale, heal and go away."""
@@ -46,7 +45,7 @@ class TestOnAnyCluster:
         assert len(cluster.pods()) == 3
         pool.scale(1)
         recorder.collect(WorkerStopped, 2)
-        poll(lambda: len(cluster.pods()) == 1, 30, "the stopped workers' pods to be deleted")
+        wait_for(lambda: len(cluster.pods()) == 1, 30, "the stopped workers' pods to be deleted")
         assert pool.map(SQUARE, range(5)) == [0, 1, 4, 9, 16]
 
     def test_a_deleted_pod_is_a_lost_worker_whose_tasks_run_again(self, cluster, pools):

@@ -27,7 +27,8 @@ import urllib3
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from .conftest import FakeCluster, poll
+from ..conftest import wait_for
+from .conftest import FakeCluster
 
 NS = "fiber-test"
 SLEEP = ["python", "-c", "import time; time.sleep(60)"]
@@ -301,7 +302,7 @@ def test_graceful_delete_terminates_then_deletes(fake_cluster: FakeCluster) -> N
     assert first.metadata.deletion_grace_period_seconds == 20
     assert phase(events[-2]) == "Failed"  # SIGTERM'd: the kubelet reports the exit first
     assert container_state(events[-2]["raw_object"])["terminated"]["exitCode"] == 143
-    poll(lambda: not alive(pid), what="the pod's process to be gone")
+    wait_for(lambda: not alive(pid), what="the pod's process to be gone")
     with pytest.raises(ApiException) as gone:
         fake_cluster.core.read_namespaced_pod("w", NS)
     assert gone.value.status == 404
@@ -312,7 +313,7 @@ def test_grace_period_ends_with_sigkill(fake_cluster: FakeCluster) -> None:
                 "signal.SIG_IGN); print('ready', flush=True); time.sleep(60)"]
     create(fake_cluster, "stubborn", stubborn)
     running_pid(fake_cluster, "stubborn")
-    poll(lambda: "ready" in fake_cluster.kubelet.read_log("stubborn"), what="SIGTERM ignored")
+    wait_for(lambda: "ready" in fake_cluster.kubelet.read_log("stubborn"), what="SIGTERM ignored")
     began = time.monotonic()
     events = events_until(
         fake_cluster, "stubborn", lambda e: e["type"] == "DELETED",
@@ -521,7 +522,7 @@ def test_eviction(fake_cluster: FakeCluster) -> None:
     assert pod["status"]["reason"] == "Evicted"
     assert pod["status"]["message"].startswith("The node was low on resource: memory.")
     assert any(c["type"] == "DisruptionTarget" for c in pod["status"]["conditions"])
-    poll(lambda: not alive(pid), what="the evicted process to be gone")
+    wait_for(lambda: not alive(pid), what="the evicted process to be gone")
 
 
 # --- fault hooks ------------------------------------------------------------------------------
@@ -656,7 +657,7 @@ def test_dependents_are_collected_with_their_owner(fake_cluster: FakeCluster) ->
     fake_cluster.core.delete_namespaced_pod("notebook", NS, grace_period_seconds=1)
     fake_cluster.wait_for_deleted("worker")
     assert fake_cluster.api.get_object("secrets", NS, "creds") is None
-    poll(lambda: not alive(worker_pid), what="the dependent's process to be gone")
+    wait_for(lambda: not alive(worker_pid), what="the dependent's process to be gone")
 
 
 def test_dangling_owner_reference_is_collected(fake_cluster: FakeCluster) -> None:
@@ -729,4 +730,4 @@ def test_pods_die_with_a_killed_test_process() -> None:
         host.wait()
         host.stdin.close()  # type: ignore[union-attr]
         host.stdout.close()  # type: ignore[union-attr]
-    poll(lambda: not alive(pid), what="the orphaned pod process to be killed")
+    wait_for(lambda: not alive(pid), what="the orphaned pod process to be killed")
