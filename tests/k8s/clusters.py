@@ -7,8 +7,8 @@ by the test modules.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any, List
+from dataclasses import dataclass, field
+from typing import Any, Dict, List
 
 from kubernetes import client
 
@@ -47,10 +47,12 @@ class Cluster:
     address: str
     core: client.CoreV1Api
     fake: Any  # the FakeCluster, or None on a real cluster
+    pod_template: Dict[str, Any] = field(default_factory=dict)
 
     def backend(self, **options: Any) -> Kubernetes:
         return Kubernetes(**{"image": self.image, "kubeconfig": self.kubeconfig,
-                             "namespace": self.namespace, "address": self.address, **options})
+                             "namespace": self.namespace, "address": self.address,
+                             "pod_template": self.pod_template, **options})
 
     def pods(self) -> List[Any]:
         return self.core.list_namespaced_pod(self.namespace, label_selector=SELECTOR).items
@@ -60,10 +62,20 @@ class Cluster:
 
 
 def real_cluster(api_client: client.ApiClient) -> Cluster:
-    """The cluster FIBER_JUPYTER_TEST_KUBECONFIG names (see docs/kubernetes.md)."""
+    """The cluster FIBER_JUPYTER_TEST_KUBECONFIG names (see docs/kubernetes.md).
+
+    With FIBER_JUPYTER_TEST_HOST_NETWORK=1 (a single-node cluster on this
+    machine) workers use the host's network and reach the master on
+    127.0.0.1, and the image must already be on the node.
+    """
+    template: Dict[str, Any] = {}
+    address = os.environ.get("FIBER_JUPYTER_TEST_ADDRESS") or None
+    if os.environ.get("FIBER_JUPYTER_TEST_HOST_NETWORK") == "1":
+        template = {"spec": {"hostNetwork": True, "containers": [
+            {"name": "worker", "imagePullPolicy": "Never"}]}}
+        address = address or "127.0.0.1"
     return Cluster(REAL_KUBECONFIG, os.environ.get("FIBER_JUPYTER_TEST_NAMESPACE", "default"),
-                   REAL_IMAGE, os.environ.get("FIBER_JUPYTER_TEST_ADDRESS") or None,
-                   client.CoreV1Api(api_client), None)
+                   REAL_IMAGE, address, client.CoreV1Api(api_client), None, template)
 
 
 def wait_live(pool: fiber_jupyter.Pool, count: int, timeout: float = 60.0) -> None:
