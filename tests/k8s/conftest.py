@@ -159,6 +159,12 @@ def cluster(request: pytest.FixtureRequest) -> Iterator["clusters.Cluster"]:
     if request.param == "stand-in":
         yield request.getfixturevalue("fake")
         return
+    yield request.getfixturevalue("real")
+
+
+@pytest.fixture
+def real() -> Iterator["clusters.Cluster"]:
+    """The real cluster FIBER_JUPYTER_TEST_KUBECONFIG names, for what only a real one does."""
     if not clusters.REAL_KUBECONFIG:
         pytest.skip("no real cluster: set FIBER_JUPYTER_TEST_KUBECONFIG (docs/kubernetes.md)")
     api_client = new_api_client(Path(clusters.REAL_KUBECONFIG))

@@ -21,7 +21,7 @@ from fiber_jupyter import (BrokenPoolError, TaskRetried, WorkerLost, WorkerStopp
                            WorkerWaiting)
 
 from ..conftest import EventRecorder, wait_for
-from .clusters import SLOW_SQUARE, SQUARE, wait_live
+from .clusters import SLOW_SQUARE, SQUARE, by_value, wait_live
 
 class TestOnAnyCluster:
     """What a user sees on any cluster: pods that run tasks, scale, heal and go away."""
@@ -60,6 +60,20 @@ class TestOnAnyCluster:
         assert lost.reason in ("pod deleted", "exit 137 (SIGKILL)", "exit 143 (SIGTERM)")
         assert result.get(timeout=120) == [x * x for x in range(60)]
         wait_live(pool, 2)
+
+
+class TestOnRealClusters:
+    """What only a real node does: enforce a memory limit."""
+
+    def test_a_worker_over_its_memory_limit_is_oomkilled_and_its_task_named(self, real, pools):
+        hog = by_value("def hog(megabytes):\n    return len(bytearray(megabytes << 20))\n", "hog")
+        pool = pools(1, backend=real.backend(memory="96Mi"), max_retries=0)
+        assert pool.apply(hog, (10,)) == 10 << 20
+        recorder = EventRecorder(pool)
+        result = pool.apply_async(hog, (400,))
+        assert recorder.next(WorkerLost).reason == "OOMKilled (exit 137, SIGKILL)"
+        with pytest.raises(fiber_jupyter.WorkerLostError, match=r"OOMKilled \(exit 137"):
+            result.get(timeout=60)
 
 
 class TestCredentials:
@@ -118,8 +132,10 @@ class TestLosses:
 class TestStuckPods:
     """Pods that never run are pending, then failed starts that say why."""
 
-    def test_an_unschedulable_pod_waits_then_fails_with_the_schedulers_reason(self, fake, pools):
-        pool = pools(1, backend=fake.backend(cpu="64"), start_timeout=1, heartbeat_timeout=1.2)
+    def test_an_unschedulable_pod_waits_then_fails_with_the_schedulers_reason(self, cluster,
+                                                                               pools):
+        pool = pools(1, backend=cluster.backend(cpu="64"), start_timeout=1,
+                     heartbeat_timeout=1.2)
         recorder = EventRecorder(pool)
         waiting = recorder.next(WorkerWaiting)
         unschedulable = "Unschedulable: 0/1 nodes are available: 1 Insufficient cpu."
@@ -128,10 +144,12 @@ class TestStuckPods:
         lost = recorder.next(WorkerLost)
         assert lost.reason.startswith(f"did not connect within 1 s: {unschedulable}")
 
-    def test_an_image_that_cannot_be_pulled(self, fake, pools):
-        pool = pools(1, backend=fake.backend(image="registry.example/does-not-exist:1"))
+    def test_an_image_that_cannot_be_pulled(self, cluster, pools):
+        pool = pools(1, backend=cluster.backend(image="registry.example/does-not-exist:1"))
         waiting = EventRecorder(pool).next(WorkerWaiting)
-        assert waiting.reason.startswith(("ErrImagePull", "ImagePullBackOff"))
+        # ErrImageNeverPull where pods may use local images only (imagePullPolicy: Never)
+        assert waiting.reason.startswith(("ErrImagePull", "ImagePullBackOff",
+                                          "ErrImageNeverPull"))
 
     def test_a_pool_that_can_start_no_worker_breaks_with_the_reason(self, fake, pools):
         pool = pools(1, backend=fake.backend(image="registry.example/does-not-exist:1"),

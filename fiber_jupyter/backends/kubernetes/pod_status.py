@@ -17,7 +17,8 @@ from typing import Any, Optional
 from .manifests import CONTAINER
 
 # Container waiting reasons that mean the worker will not start without help.
-STUCK_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName",
+STUCK_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "ErrImageNeverPull",
+                           "InvalidImageName",
                            "CreateContainerConfigError", "CreateContainerError",
                            "RunContainerError", "CrashLoopBackOff"})
 
