@@ -21,7 +21,8 @@ from fiber_jupyter import (BrokenPoolError, TaskRetried, WorkerLost, WorkerStopp
                            WorkerWaiting)
 
 from ..conftest import EventRecorder, wait_for
-from .clusters import SLOW_SQUARE, SQUARE, by_value, wait_live
+from .clusters import (SLOW_SQUARE, SQUARE, by_value, service_account_from_rbac_manifest,
+                       wait_live)
 
 class TestOnAnyCluster:
     """What a user sees on any cluster: pods that run tasks, scale, heal and go away."""
@@ -213,3 +214,22 @@ class TestIsolation:
         assert pod.metadata.labels["fiber-jupyter/pool"].startswith("b-")
         assert second.map(SQUARE, range(3)) == [0, 1, 4]
         assert (second.status().live, second.status().lost) == (1, 0)
+
+
+class TestLeastPrivilege:
+    """The shipped RBAC (deploy/rbac.yaml) is enough, and nothing less is silently enough."""
+
+    def test_the_shipped_role_suffices_and_without_its_binding_the_error_says_forbidden(
+            self, real, pools, tmp_path):
+        with service_account_from_rbac_manifest(real, tmp_path) as (kubeconfig, unbind):
+            pool = pools(1, backend=real.backend(kubeconfig=kubeconfig))
+            assert pool.map(SQUARE, range(4)) == [0, 1, 4, 9]
+            pool.terminate()
+            pool.join()
+            assert real.pods() == [] and real.secrets() == [], "the Role lets it clean up"
+            unbind()
+            refused = pools(1, backend=real.backend(kubeconfig=kubeconfig))
+            lost = EventRecorder(refused).next(WorkerLost)
+            account = f"system:serviceaccount:{real.namespace}:fiber-jupyter"
+            assert lost.reason.startswith("could not create pod: 403 Forbidden:")
+            assert f'User "{account}" cannot create resource' in lost.reason
