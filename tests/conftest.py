@@ -30,6 +30,13 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str =
             condition.wait(0.01)
 
 
+def by_value(source: str, name: str, **caller_globals):
+    """A function defined as a notebook defines it: in ``__main__``, so it travels by value."""
+    namespace = {"__name__": "__main__", **caller_globals}
+    exec(source, namespace)
+    return namespace[name]
+
+
 class EventRecorder:
     """Subscribes to a pool's events; tests block on the ones they expect."""
 

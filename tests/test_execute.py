@@ -6,14 +6,7 @@ import signal
 import pytest
 
 from fiber_jupyter import BrokenPoolError, PoolStateError
-from tests.conftest import wait_for
-
-
-def by_value(source: str, name: str, **caller_globals):
-    """A function defined as a notebook defines it: in ``__main__``, shipped by value."""
-    namespace = {"__name__": "__main__", **caller_globals}
-    exec(source, namespace)
-    return namespace[name]
+from tests.conftest import by_value, wait_for
 
 
 def live_pool(make_pool, size: int):

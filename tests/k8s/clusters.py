@@ -19,7 +19,7 @@ from kubernetes import client
 import fiber_jupyter
 from fiber_jupyter.backends import Kubernetes
 
-from ..conftest import EventRecorder, wait_for
+from ..conftest import EventRecorder, by_value, wait_for
 
 REAL_KUBECONFIG = os.environ.get("FIBER_JUPYTER_TEST_KUBECONFIG")
 REAL_IMAGE = os.environ.get("FIBER_JUPYTER_TEST_IMAGE", "fiber-worker:test")
@@ -28,13 +28,6 @@ SELECTOR = "app.kubernetes.io/name=fiber-jupyter"
 # image only matters to its image-pull check.
 FAKE_IMAGE = "python:3.11-slim"
 RBAC_MANIFEST = Path(__file__).resolve().parents[2] / "deploy" / "rbac.yaml"
-
-
-def by_value(source: str, name: str):
-    """A function as a notebook defines it: in ``__main__``, so it travels by value."""
-    namespace = {"__name__": "__main__"}
-    exec(source, namespace)
-    return namespace[name]
 
 
 SQUARE = by_value("def square(x):\n    return x * x\n", "square")

@@ -20,9 +20,8 @@ import fiber_jupyter
 from fiber_jupyter import (BrokenPoolError, TaskRetried, WorkerLost, WorkerStopped,
                            WorkerWaiting)
 
-from ..conftest import EventRecorder, wait_for
-from .clusters import (SLOW_SQUARE, SQUARE, by_value, service_account_from_rbac_manifest,
-                       wait_live)
+from ..conftest import EventRecorder, by_value, wait_for
+from .clusters import SLOW_SQUARE, SQUARE, service_account_from_rbac_manifest, wait_live
 
 class TestOnAnyCluster:
     """What a user sees on any cluster: pods that run tasks, scale, heal and go away."""

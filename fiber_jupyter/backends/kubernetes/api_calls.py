@@ -8,6 +8,7 @@ pod may fit later, so creation retries it too, and says it is waiting.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any, Callable, Optional, TypeVar
@@ -47,8 +48,6 @@ def describe(exc: Any) -> str:
 
 
 def _message(exc: Any) -> str:
-    import json
-
     body = getattr(exc, "body", None)
     try:
         return json.loads(body)["message"]

@@ -20,7 +20,7 @@ import logging
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Set
 
 from ..base import Backend, ExitCallback, WaitingCallback, WorkerExit, WorkerLaunch
 from . import api_calls, manifests, pod_status
@@ -66,7 +66,7 @@ class KubernetesBackend(Backend):
         self._ended = threading.Condition(self._lock)  # notified when an exit is reported
         self._pods: Dict[str, _Pod] = {}  # worker id -> its pod, until its exit is reported
         self._workers_by_pod: Dict[str, str] = {}  # pod name -> worker id
-        self._created_before_list: set = set()
+        self._created_before_list: Set[str] = set()  # created pods a relist must show
         self._closing = threading.Event()
         self._calls = ThreadPoolExecutor(config.create_parallelism,
                                          thread_name_prefix="fiber-k8s-api")
