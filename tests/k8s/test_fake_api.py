@@ -492,9 +492,9 @@ def test_unschedulable_on_node_selector(fake_cluster: FakeCluster) -> None:
 
 
 def test_image_pull_failure(fake_cluster: FakeCluster) -> None:
-    create(fake_cluster, "noimage", image="registry.example/does-not-exist:1")
     reasons = [waiting_reason(e["raw_object"]) for e in events_until(
-        fake_cluster, "noimage", lambda e: waiting_reason(e["raw_object"]) == "ImagePullBackOff")]
+        fake_cluster, "noimage", lambda e: waiting_reason(e["raw_object"]) == "ImagePullBackOff",
+        start=lambda: create(fake_cluster, "noimage", image="registry.example/does-not-exist:1"))]
     assert "ErrImagePull" in reasons
     pod = fake_cluster.pod("noimage")
     assert pod is not None and pod["status"]["phase"] == "Pending"
