@@ -35,10 +35,12 @@ start: $(VENV)/.installed
 	$(BIN)/jupyter lab --notebook-dir=notebooks --ServerApp.ip=127.0.0.1 --no-browser \
 		$(if $(filter 0,$(shell id -u)),--allow-root,)
 
-## test: install, then lint and run the whole test suite
+## test: install, then lint and run the whole test suite; last, the real-cluster
+## tier (a single-node Kubernetes built from Debian's source package, root only)
 test: $(VENV)/.installed $(IPYKERNEL6)/.installed $(CHROMIUM)
 	$(BIN)/ruff check fiber_jupyter tests bench
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -m "not real_cluster"
+	PYTHON=$(BIN)/python tests/k8s/cluster/tier.sh
 
 ## bench: compare with multiprocessing, loky, ipyparallel, Dask and Ray (installs them)
 bench: $(VENV)/.installed

@@ -330,6 +330,13 @@ def _parse(argv: Optional[List[str]]) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    """Stop when a deleted pod's worker is asked to. A container's main process is
+    PID 1, which SIGTERM does not kill by default: Kubernetes would wait out the
+    grace period (30 s) before killing it."""
+    os._exit(128 + signum)
+
+
 def main(argv: Optional[List[str]] = None) -> None:
     options = _parse(argv)
     logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
@@ -338,6 +345,8 @@ def main(argv: Optional[List[str]] = None) -> None:
     context = zmq.Context()
     running = RunningBatch()
     signal.signal(signal.SIGINT, running.on_sigint)
+    if os.getpid() == 1:
+        signal.signal(signal.SIGTERM, _exit_on_sigterm)
     control = ControlLink(context, options, secret, running)
     runner = TaskRunner(context, options, secret, running)
     control.start()

@@ -16,8 +16,12 @@ from fiber_jupyter import PoolEvent
 E = TypeVar("E", bound=PoolEvent)
 
 
-def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "") -> object:
-    """Poll a cheap predicate until true; fail the test (never hang) after ``timeout``."""
+def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str = "",
+             interval: float = 0.01) -> object:
+    """Poll a predicate until true; fail the test (never hang) after ``timeout``.
+
+    Predicates that ask an API server should poll at a larger ``interval``.
+    """
     deadline = time.monotonic() + timeout
     condition = threading.Condition()
     while True:
@@ -27,7 +31,7 @@ def wait_for(predicate: Callable[[], object], timeout: float = 30.0, what: str =
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
         with condition:
-            condition.wait(0.01)
+            condition.wait(interval)
 
 
 def by_value(source: str, name: str, **caller_globals):

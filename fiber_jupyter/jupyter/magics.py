@@ -100,12 +100,16 @@ class FiberMagics(Magics):
     @argument("--max-retries", type=options.non_negative_int,
               help="how often a task that lost its worker runs again before it fails "
                    f"(default: {options.DEFAULT_MAX_RETRIES})")
-    @argument_group("resource hints", "Per worker, for remote backends only.")
+    @argument_group("remote workers", "For remote backends only.")
     @argument("--cpu", type=options.cpu_quantity, help="CPU cores, e.g. 2, 0.5 or 500m")
     @argument("--memory", type=options.memory_quantity, help="memory, e.g. 512Mi or 4Gi")
     @argument("--gpu", type=options.positive_int, help="number of GPUs")
     @argument("--image", type=options.image_reference, help="container image of the workers")
     @argument("--namespace", type=options.namespace_name, help="Kubernetes namespace")
+    @argument("--pod-template", metavar="FILE", type=options.pod_template_file,
+              help="YAML or JSON merged over each worker's pod, e.g. tolerations")
+    @argument("--context", type=options.context_name,
+              help="kubeconfig context of the cluster (outside a cluster)")
     @line_magic
     def fiber_pool(self, line: str) -> Union[PlainText, PoolWidget]:
         """Start the notebook's pool, or resize the running pool of that name, and show it.

@@ -13,8 +13,10 @@ import inspect
 import keyword
 import re
 from argparse import ArgumentTypeError
-from typing import Mapping, Optional
+from pathlib import Path
+from typing import Any, Dict, Mapping, Optional
 
+import yaml
 from IPython.core.error import UsageError
 
 from ..backends import BACKENDS
@@ -28,7 +30,8 @@ BACKEND_CHOICES = ("local", "kubernetes")
 IN_CLUSTER_VARIABLE = "KUBERNETES_SERVICE_HOST"
 # Backends whose workers share the kernel's machine, where resource hints mean nothing.
 LOCAL_BACKENDS = frozenset({"local"})
-RESOURCE_HINTS = ("cpu", "memory", "gpu", "image", "namespace")
+# Per-worker options of remote backends, by their Kubernetes(...) names.
+RESOURCE_HINTS = ("cpu", "memory", "gpu", "image", "namespace", "pod_template", "context")
 # Read from the signature so the help text and the Pool can never disagree.
 DEFAULT_MAX_RETRIES: int = inspect.signature(Pool).parameters["max_retries"].default
 
@@ -88,6 +91,30 @@ def namespace_name(text: str) -> str:
     return text
 
 
+def pod_template_file(path: str) -> Dict[str, Any]:
+    """A partial pod manifest, YAML or JSON, merged over each worker's pod."""
+    try:
+        text = Path(path).read_text()
+    except OSError as exc:
+        raise ArgumentTypeError(f"cannot read pod template {path!r}: {exc.strerror}") from None
+    try:
+        template = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise ArgumentTypeError(f"pod template {path!r} is not YAML or JSON: "
+                                f"{' '.join(str(exc).split())}") from None
+    if not isinstance(template, dict):
+        raise ArgumentTypeError(f"pod template {path!r} must be a mapping such as "
+                                f"'spec: {{priorityClassName: batch}}', "
+                                f"got {type(template).__name__}")
+    return template
+
+
+def context_name(text: str) -> str:
+    if not text.strip():
+        raise ArgumentTypeError("must be the name of a context in the kubeconfig, got ''")
+    return text
+
+
 def variable_name(text: str) -> str:
     if not text.isidentifier() or keyword.iskeyword(text):
         raise ArgumentTypeError(f"must be a Python variable name, got {text!r}")
@@ -121,7 +148,8 @@ def resolve_backend(requested: Optional[str], environ: Mapping[str, str]) -> str
 
 def check_resource_hints(backend: str, options: Mapping[str, object]) -> None:
     """Refuse resource hints for a backend whose workers run on the kernel's machine."""
-    given = [f"--{hint}" for hint in RESOURCE_HINTS if options.get(hint) is not None]
+    given = [f"--{hint.replace('_', '-')}" for hint in RESOURCE_HINTS
+             if options.get(hint) is not None]
     if given and backend in LOCAL_BACKENDS:
         verb = "applies" if len(given) == 1 else "apply"
         raise UsageError(f"{', '.join(given)} {verb} to remote backends only, "

@@ -92,3 +92,34 @@ def test_resource_hints_are_refused_for_the_local_backend_and_named():
 def test_resource_hints_pass_for_a_remote_backend():
     options.check_resource_hints("kubernetes", {"cpu": "2", "memory": "4Gi", "image": "x:1"})
 
+
+
+def test_a_pod_template_file_is_read_as_yaml_or_json(tmp_path):
+    (tmp_path / "t.yaml").write_text("spec:\n  hostNetwork: true\n")
+    (tmp_path / "t.json").write_text('{"spec": {"priorityClassName": "batch"}}')
+    assert options.pod_template_file(str(tmp_path / "t.yaml")) == {"spec": {"hostNetwork": True}}
+    assert options.pod_template_file(str(tmp_path / "t.json")) == {
+        "spec": {"priorityClassName": "batch"}}
+
+
+@pytest.mark.parametrize("content, message", [
+    (None, "cannot read pod template '{path}': No such file or directory"),
+    ("spec: [unclosed", "pod template '{path}' is not YAML or JSON: while parsing"),
+    ("- a list", "pod template '{path}' must be a mapping such as "
+                 "'spec: {{priorityClassName: batch}}', got list"),
+])
+def test_a_pod_template_that_is_not_a_mapping_is_refused_naming_the_file(tmp_path, content,
+                                                                          message):
+    path = tmp_path / "template.yaml"
+    if content is not None:
+        path.write_text(content)
+    with pytest.raises(ArgumentTypeError) as caught:
+        options.pod_template_file(str(path))
+    assert str(caught.value).startswith(message.format(path=path))
+
+
+def test_hints_with_two_words_are_named_as_their_flags():
+    with pytest.raises(UsageError) as caught:
+        options.check_resource_hints("local", {"pod_template": {"spec": {}}, "context": "lab"})
+    assert str(caught.value) == ("--pod-template, --context apply to remote backends only, "
+                                 "not to backend 'local'")

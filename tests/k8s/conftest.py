@@ -126,6 +126,15 @@ def k8s_core(fake_cluster: FakeCluster) -> client.CoreV1Api:
     return fake_cluster.core
 
 
+def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
+    """Mark every test that runs on the real cluster: ``-m real_cluster`` is that tier."""
+    for item in items:
+        params = getattr(item, "callspec", None)
+        on_real = params is not None and params.params.get("cluster") == "real cluster"
+        if on_real or "real" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.real_cluster)
+
+
 # Pools on a cluster, for the backend and CLI tests (helpers in clusters.py) ----------------
 
 
@@ -163,10 +172,22 @@ def cluster(request: pytest.FixtureRequest) -> Iterator["clusters.Cluster"]:
 
 
 @pytest.fixture
+def gate(cluster: "clusters.Cluster") -> Iterator["clusters.Gate"]:
+    """Tasks (GATED_SQUARE) that wait on the test; opened at the end whatever happened."""
+    opened = clusters.Gate(cluster.address)
+    yield opened
+    opened.close()
+
+
+@pytest.fixture
 def real() -> Iterator["clusters.Cluster"]:
     """The real cluster FIBER_JUPYTER_TEST_KUBECONFIG names, for what only a real one does."""
     if not clusters.REAL_KUBECONFIG:
         pytest.skip("no real cluster: set FIBER_JUPYTER_TEST_KUBECONFIG (docs/kubernetes.md)")
     api_client = new_api_client(Path(clusters.REAL_KUBECONFIG))
-    yield clusters.real_cluster(api_client)
-    api_client.close()
+    real_cluster = clusters.real_cluster(api_client)
+    yield real_cluster
+    try:
+        clusters.wait_for_no_pool_left(real_cluster)
+    finally:
+        api_client.close()

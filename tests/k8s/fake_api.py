@@ -596,10 +596,32 @@ class _Rule:
     message: Optional[str] = None
     retry_after: Optional[float] = None
     seconds: float = 0.0
+    hold: Optional["Hold"] = None
 
     def matches(self, route: "Route", kubelet: bool) -> bool:
         return self.remaining > 0 and (self.include_kubelet or not kubelet) and \
             self.verb in ("*", route.verb) and self.resource in ("*", route.resource)
+
+
+class Hold:
+    """One request held before it changes anything, until the test releases it."""
+
+    HOLD_TIMEOUT = 60.0  # a test that forgets to release must not hang the server
+
+    def __init__(self) -> None:
+        self._arrived = threading.Event()
+        self._released = threading.Event()
+
+    def wait_arrived(self, timeout: float = 30.0) -> None:
+        if not self._arrived.wait(timeout):
+            raise TimeoutError(f"no held request arrived within {timeout} s")
+
+    def release(self) -> None:
+        self._released.set()
+
+    def block(self) -> None:
+        self._arrived.set()
+        self._released.wait(self.HOLD_TIMEOUT)
 
 
 @dataclass(eq=False)
@@ -663,6 +685,7 @@ class FakeKubeApi:
         self._faults: List[_Rule] = []
         self._delays: List[_Rule] = []
         self._expiries: List[_Rule] = []
+        self._holds: List[_Rule] = []
         self._requests: List[RequestRecord] = []
         self._watches: Set[_WatchState] = set()
         self._server: Optional[_Server] = None
@@ -732,6 +755,13 @@ class FakeKubeApi:
                             != (verb, resource, include_kubelet)]
             if seconds > 0:
                 self._delays.append(_Rule(verb, resource, 1, include_kubelet, seconds=seconds))
+
+    def hold_next(self, verb: str, resource: str) -> Hold:
+        """Hold the next matching request (not the kubelet's) before it is served."""
+        hold = Hold()
+        with self._lock:
+            self._holds.append(_Rule(verb, resource, 1, False, hold=hold))
+        return hold
 
     def expire_next_watch(self, count: int = 1, resource: str = "pods", *,
                           include_kubelet: bool = False) -> None:
@@ -1124,6 +1154,9 @@ class _Handler(BaseHTTPRequestHandler):
             api._authorize(self.headers.get("Authorization"))
             body = _decode_body(raw)
             self._pause(api._delay(route, kubelet))
+            held = api._take(api._holds, route, kubelet)
+            if held is not None:
+                held.hold.block()
             fault = api._fault(route, kubelet, body)
             if fault is not None:
                 raise fault

@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 from typing import Callable
 
 import pytest
 
 import fiber_jupyter
+from fiber_jupyter.backends.kubernetes import manifests
 from fiber_jupyter import (BrokenPoolError, TaskRetried, WorkerLost, WorkerStopped,
                            WorkerWaiting)
 
 from ..conftest import EventRecorder, by_value, wait_for
-from .clusters import SLOW_SQUARE, SQUARE, service_account_from_rbac_manifest, wait_live
+from .clusters import (API_POLL, GATED_SQUARE, SLOW_SQUARE, SQUARE, kill_worker, notebook_pod,
+                       pod_log, service_account_from_rbac_manifest, wait_live)
+
 
 class TestOnAnyCluster:
     """What a user sees on any cluster: pods that run tasks, scale, heal and go away."""
@@ -45,7 +49,8 @@ class TestOnAnyCluster:
         assert len(cluster.pods()) == 3
         pool.scale(1)
         recorder.collect(WorkerStopped, 2)
-        wait_for(lambda: len(cluster.pods()) == 1, 30, "the stopped workers' pods to be deleted")
+        wait_for(lambda: len(cluster.pods()) == 1, 30, "the stopped workers' pods to be deleted",
+                 API_POLL)
         assert pool.map(SQUARE, range(5)) == [0, 1, 4, 9, 16]
 
     def test_a_deleted_pod_is_a_lost_worker_whose_tasks_run_again(self, cluster, pools):
@@ -61,9 +66,55 @@ class TestOnAnyCluster:
         assert result.get(timeout=120) == [x * x for x in range(60)]
         wait_live(pool, 2)
 
+    def test_a_killed_worker_fails_its_pod_and_its_task_runs_on_the_replacement(
+            self, cluster, pools, gate):
+        pool = pools(1, backend=cluster.backend())
+        recorder = EventRecorder(pool)
+        result = pool.starmap_async(GATED_SQUARE, gate.tasks(range(6)), chunksize=1)
+        gate.wait_for_waiting(1)
+        [pod] = cluster.pods()
+        kill_worker(cluster, pod.metadata.name)
+        lost = recorder.next(WorkerLost)
+        assert (lost.reason, lost.exit_code) == ("exit 137 (SIGKILL)", -9)
+        retried = recorder.next(TaskRetried)
+        assert retried.worker_id != lost.worker_id
+        gate.open()
+        assert result.get(timeout=120) == [x * x for x in range(6)]
+        replacement = manifests.pod_name(pod.metadata.labels["fiber-jupyter/pool"],
+                                         retried.worker_id)
+        wait_for(lambda: [p.metadata.name for p in cluster.pods()] == [replacement], 30,
+                 "the failed pod to be deleted, its replacement to remain", API_POLL)
+
+    def test_scaling_up_and_down_during_a_map_keeps_every_result(self, cluster, pools, gate):
+        pool = pools(1, backend=cluster.backend())
+        recorder = EventRecorder(pool)
+        result = pool.starmap_async(GATED_SQUARE, gate.tasks(range(12)), chunksize=1)
+        gate.wait_for_waiting(1)
+        pool.scale(3)
+        gate.wait_for_waiting(3)  # the new pods' workers took tasks of the running map
+        assert len(cluster.pods()) == 3 and not result.ready()
+        pool.scale(1)
+        gate.open()
+        assert result.get(timeout=120) == [x * x for x in range(12)]
+        recorder.collect(WorkerStopped, 2)
+        wait_for(lambda: len(cluster.pods()) == 1, 30, "the stopped workers' pods to be deleted",
+                 API_POLL)
+
+
+# A notebook in a pod: a pool with the in-cluster defaults (the notebook pod's image,
+# namespace and owner), left running as a kernel would be.
+IN_CLUSTER_NOTEBOOK = """
+import time
+from fiber_jupyter import Pool
+from fiber_jupyter.backends import Kubernetes
+pool = Pool(2, backend=Kubernetes(pod_template={template!r}))
+print("mapped", pool.map(abs, [-1, -2, -3]))
+time.sleep(3600)
+"""
+
 
 class TestOnRealClusters:
-    """What only a real node does: enforce a memory limit."""
+    """What only a real cluster does: enforce a memory limit, collect garbage."""
 
     def test_a_worker_over_its_memory_limit_is_oomkilled_and_its_task_named(self, real, pools):
         hog = by_value("def hog(megabytes):\n    return len(bytearray(megabytes << 20))\n", "hog")
@@ -74,6 +125,23 @@ class TestOnRealClusters:
         assert recorder.next(WorkerLost).reason == "OOMKilled (exit 137, SIGKILL)"
         with pytest.raises(fiber_jupyter.WorkerLostError, match=r"OOMKilled \(exit 137"):
             result.get(timeout=60)
+
+
+    def test_deleting_the_notebook_pod_deletes_its_workers_and_their_secret(
+            self, real, tmp_path):
+        script = IN_CLUSTER_NOTEBOOK.format(template=real.pod_template)
+        with service_account_from_rbac_manifest(real, tmp_path), \
+                notebook_pod(real, script) as notebook:
+            wait_for(lambda: "mapped [1, 2, 3]" in pod_log(real, notebook), 120,
+                     "the notebook pod's pool to run a map", API_POLL)
+            workers = real.pods()
+            assert len(workers) == 2 and len(real.secrets()) == 1
+            for owned in workers + real.secrets():
+                [owner] = owned.metadata.owner_references
+                assert (owner.kind, owner.name) == ("Pod", notebook)
+            real.core.delete_namespaced_pod(notebook, real.namespace, grace_period_seconds=0)
+            wait_for(lambda: real.pods() == [] and real.secrets() == [], 120,
+                     "the garbage collector to delete the workers and their Secret", API_POLL)
 
 
 class TestCredentials:
@@ -116,17 +184,6 @@ class TestLosses:
     def test_an_evicted_worker(self, fake, pools):
         lost = self._lose(fake, pools, fake.fake.kubelet.evict)
         assert lost.reason.startswith("evicted: The node was low on resource: memory.")
-
-    def test_tasks_of_a_killed_worker_run_again_on_its_replacement(self, fake, pools):
-        pool = pools(1, backend=fake.backend())
-        wait_live(pool, 1)
-        recorder = EventRecorder(pool)
-        result = pool.map_async(SLOW_SQUARE, range(40), chunksize=1)
-        recorder.next(fiber_jupyter.Progress, where=lambda p: p.done >= 2)
-        [pod] = fake.pods()
-        os.kill(fake.fake.kubelet.pid(pod.metadata.name), signal.SIGKILL)
-        assert result.get(timeout=120) == [x * x for x in range(40)]
-        assert recorder.of(TaskRetried) or recorder.next(TaskRetried)
 
 
 class TestStuckPods:
@@ -199,6 +256,23 @@ class TestApiTrouble:
         [pod] = fake.pods()
         os.kill(fake.fake.kubelet.pid(pod.metadata.name), signal.SIGKILL)
         assert recorder.next(WorkerLost).reason == "exit 137 (SIGKILL)"
+
+
+class TestClosing:
+    def test_a_pod_whose_creation_ends_after_the_pool_closed_is_deleted_too(self, fake, pools):
+        pool = pools(1, backend=fake.backend())
+        wait_live(pool, 1)
+        api = fake.fake.api
+        held = api.hold_next("create", "pods")
+        pool.scale(2)
+        held.wait_arrived()
+        closer = threading.Thread(target=lambda: (pool.terminate(), pool.join()))
+        closer.start()
+        fake.fake.wait_for(lambda: api.count("deletecollection", "secrets") == 1, 30,
+                           "the pool's pods and Secret to be deleted")
+        held.release()  # the pod is created now, after its pool's collection was deleted
+        closer.join(60)
+        fake.fake.wait_for(lambda: fake.pods() == [], 30, "the late pod to be deleted")
 
 
 class TestIsolation:

@@ -153,9 +153,13 @@ class KubernetesBackend(Backend):
             return
         with self._lock:
             pod.created = True
+            # Stopped, or the pool closed, while the request was in flight: the
+            # close may already have deleted the pool's collection and reported
+            # this worker, so its pod is deleted by name here.
             late = pod.stop_requested or self._closing.is_set()
+            pod.deleting = pod.deleting or late
         if late:
-            self._delete(worker_id)
+            self._delete_pod(pod.name)
 
     def _manifest(self, launch: WorkerLaunch) -> Dict[str, Any]:
         config = self._config

@@ -90,6 +90,30 @@ def own_namespace() -> Optional[str]:
     return path.read_text().strip() if path.exists() else None
 
 
+def own_pod_name(environ: Optional[Mapping[str, str]] = None) -> str:
+    """This pod's name: ``POD_NAME`` (downward API) if set, else the hostname.
+
+    The hostname is the pod's name except in a ``hostNetwork`` pod, where it
+    is the node's: such a notebook pod must set ``POD_NAME``.
+    """
+    environ = os.environ if environ is None else environ
+    return environ.get("POD_NAME") or environ.get("HOSTNAME") or socket.gethostname()
+
+
+def _notebook_pod(api: Any, namespace: str) -> Dict[str, Any]:
+    """The pod this notebook runs in: the workers' owner and default image."""
+    from kubernetes.client.exceptions import ApiException
+
+    name = own_pod_name()
+    try:
+        return api.read_namespaced_pod(name, namespace).to_dict()
+    except ApiException as exc:
+        raise KubernetesConfigError(
+            f"cannot read this notebook's pod {name!r} in namespace {namespace!r}: "
+            f"{exc.status} {exc.reason} (a hostNetwork pod must set POD_NAME from the "
+            f"downward API; the service account needs get on pods)") from None
+
+
 def default_address() -> str:
     """Where workers reach this process: the pod IP in a cluster, else this host's name."""
     return os.environ.get("POD_IP") or socket.gethostbyname(socket.gethostname())
@@ -110,8 +134,7 @@ def connect(config: Kubernetes) -> tuple:
         kube_config.load_incluster_config(client_configuration=configuration)
         api = client.CoreV1Api(client.ApiClient(configuration))
         namespace = config.namespace or own_namespace() or "default"
-        pod = api.read_namespaced_pod(os.environ["HOSTNAME"], namespace)
-        return api, namespace, pod.to_dict()
+        return api, namespace, _notebook_pod(api, namespace)
     try:
         kube_config.load_kube_config(config_file=config.kubeconfig, context=config.context,
                                      client_configuration=configuration)
