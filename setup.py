@@ -25,6 +25,7 @@ setup(
         "ipython",
         "ipywidgets>=8.1",
         "kubernetes>=30",
+        "pyyaml>=5.4",  # pod templates (also a dependency of kubernetes)
     ],
     entry_points={"console_scripts": ["fiber-jupyter=fiber_jupyter.cli:main"]},
     extras_require={

@@ -18,6 +18,7 @@ import warnings
 import weakref
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
+from . import live_pools
 from . import progress as progress_displays
 from . import serialization
 from .errors import (BrokenPoolError, PoolSizeError, PoolStateError, TaskCancelled,
@@ -119,6 +120,7 @@ class Pool:
             tracker = progress_displays.ProgressTracker(display_factory)
             self.on_call(tracker.call_started)
             self.events.subscribe(tracker.on_event)
+        live_pools.track(self)
 
     # Introspection -----------------------------------------------------------
 

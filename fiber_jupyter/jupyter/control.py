@@ -1,73 +1,222 @@
 """The kernel's control surface for front ends: the comm target ``fiber_jupyter.control``.
 
-The JupyterLab side panel (and any client) opens a comm to this target and
-sends commands as the comm's data; each gets one answer on the same comm::
+The JupyterLab side panel (and any client) opens a comm to this target. On
+open, and then whenever something changes (at most PUSH_INTERVAL apart, and
+at least every PUSH_PERIOD while it changes without events), the kernel
+pushes every pool of this kernel, those of ``%fiber_pool`` and of ``Pool(...)``
+alike::
 
-    {"cmd": "status"}                          -> {"event": "pools", "pools": [...]}
-    {"cmd": "scale", "pool": "pool", "n": 32}  -> {"event": "scaled", "pool": "pool",
-                                                   "target": 32}
+    {"event": "pools", "pools": [{"name": "es", "backend": "local", "state": "running",
+                                  "target": 8, "live": 8, ... PoolStatus fields,
+                                  "workers": [["busy", 6], ["idle", 2]],
+                                  "call": {"label": "map(fitness)", "done": 450, ...} or None,
+                                  "log": ["worker w3 lost: exit -9 (SIGKILL); ..."]}]}
+
+Commands are the comm's data; each gets one answer on the same comm::
+
+    {"cmd": "status"}                          -> the "pools" message
+    {"cmd": "scale", "pool": "es", "n": 32}    -> {"event": "scaled", "pool": "es", "target": 32}
+    {"cmd": "shutdown", "pool": "es"}          -> {"event": "shutdown", "pool": "es"}, once stopped
     anything wrong                             -> {"event": "error", "message": "..."}
 
-Each pool in "pools" is its name, backend and ``PoolStatus`` fields. The
-comms are routed like the widgets' (``live.py``), so a command acts while a
-cell blocks; the handler only reads the registry and hands the new size to
-the pool.
+Who may send them: only a client that can reach the kernel's shell channel
+with messages signed by the kernel's key, which Jupyter's server gives only to
+the user's authenticated front end. The comms are routed like the widgets'
+(``live.py``), so a command acts while a cell blocks; handlers never block.
 """
 
 from __future__ import annotations
 
 import logging
 import numbers
-from typing import Any, Dict, List
+import threading
+import weakref
+from typing import Any, Dict, List, Optional, Tuple
 
+from .. import live_pools
 from ..errors import FiberError
+from ..events import PoolEvent
+from ..pool import Pool
+from ..progress import counts_text
+from ..status import PoolState, worker_order
 from .live import LiveComms
-from .registry import PoolRegistry
+from .pool_feed import PoolFeed
+from .pool_widget import grid_state
+from .throttle import Throttle
 
 log = logging.getLogger(__name__)
 
 TARGET = "fiber_jupyter.control"
+COMMANDS = ("status", "scale", "shutdown")
+PUSH_INTERVAL = 0.25
+PUSH_PERIOD = 1.0
 
 
-def pools_message(registry: PoolRegistry) -> Dict[str, Any]:
-    pools: List[Dict[str, Any]] = [
-        {"name": pool.name, "backend": pool.backend, **pool.status()._asdict()}
-        for pool in registry.pools()]
-    return {"event": "pools", "pools": pools}
+def find_pool(name: Any) -> Pool:
+    """The running (not stopped) pool of this kernel called ``name``."""
+    shown = visible_pools()
+    for pool in shown:
+        if pool.name == name:
+            return pool
+    known = ", ".join(pool.name for pool in shown) or "none"
+    raise FiberError(f"no pool named {name!r} (this kernel's pools: {known})")
 
 
-def answer(registry: PoolRegistry, data: Any) -> Dict[str, Any]:
-    """The reply to one command; never raises for bad input."""
-    if not isinstance(data, dict) or data.get("cmd") not in ("status", "scale"):
-        return {"event": "error", "message": f"unknown command {data!r}: "
-                                             "expected cmd 'status' or 'scale'"}
-    if data["cmd"] == "status":
-        return pools_message(registry)
-    name, size = data.get("pool", "pool"), data.get("n")
-    if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
-        return {"event": "error", "message": f"scale needs n, a positive integer; got {size!r}"}
-    try:
-        registry.get(name).scale(int(size))
-    except FiberError as exc:
-        return {"event": "error", "message": str(exc)}
-    return {"event": "scaled", "pool": name, "target": int(size)}
+def visible_pools() -> List[Pool]:
+    return [pool for pool in live_pools.pools()
+            if pool.status().state != PoolState.STOPPED.value]
+
+
+def worker_runs(pool: Pool) -> List[Tuple[str, int]]:
+    """The workers' states in start order, equal neighbours counted together."""
+    runs: List[Tuple[str, int]] = []
+    for worker in sorted(pool.workers(), key=lambda w: worker_order(w.worker_id)):
+        state = grid_state(worker)
+        if runs and runs[-1][0] == state:
+            runs[-1] = (state, runs[-1][1] + 1)
+        else:
+            runs.append((state, 1))
+    return runs
+
+
+def pool_view(pool: Pool, feed: Optional[PoolFeed]) -> Dict[str, Any]:
+    call = feed.call if feed is not None else None
+    return {"name": pool.name, "backend": pool.backend, **pool.status()._asdict(),
+            "workers": [list(run) for run in worker_runs(pool)],
+            "call": None if call is None else {
+                "label": call.label, "done": call.done, "total": call.total,
+                "failed": call.failed, "retries": call.retries, "elapsed": call.elapsed,
+                "rate": call.rate, "finished": call.finished, "text": counts_text(call)},
+            "log": feed.log if feed is not None else []}
+
+
+def check_command(data: Any) -> Optional[str]:
+    """What is wrong with a command, or None."""
+    if not isinstance(data, dict) or data.get("cmd") not in COMMANDS:
+        return f"unknown command {data!r}: expected cmd 'status', 'scale' or 'shutdown'"
+    size = data.get("n")
+    if data["cmd"] == "scale" and (isinstance(size, bool) or
+                                   not isinstance(size, numbers.Integral) or size < 1):
+        return f"scale needs n, a positive integer; got {size!r}"
+    return None
+
+
+def error(message: str) -> Dict[str, Any]:
+    return {"event": "error", "message": message}
 
 
 class ControlTarget:
-    """Opens, routes and answers the control comms of one kernel."""
+    """Opens, routes and answers the control comms of one kernel, and pushes to them."""
 
-    def __init__(self, registry: PoolRegistry, live: LiveComms) -> None:
-        self._registry = registry
+    def __init__(self, live: LiveComms) -> None:
         self._live = live
+        self._lock = threading.Lock()
+        self._comms: Dict[str, Any] = {}  # comm id -> open comm
+        self._sent: Dict[str, Any] = {}  # comm id -> the last "pools" message it got
+        # Weak: following a pool must not keep it (and its workers) alive.
+        self._feeds: "weakref.WeakKeyDictionary[Pool, PoolFeed]" = weakref.WeakKeyDictionary()
+        self._pusher: Optional[Throttle] = None
 
     def register(self, comm_manager: Any) -> None:
         comm_manager.register_target(TARGET, self._on_open)
         self._live.add_target(TARGET)
+        live_pools.on_created(self._follow)
+        for pool in visible_pools():
+            self._follow(pool)
+        self._pusher = Throttle("control", self._push, PUSH_INTERVAL, PUSH_PERIOD)
 
     def unregister(self, comm_manager: Any) -> None:
         comm_manager.unregister_target(TARGET, self._on_open)
+        live_pools.remove_observer(self._follow)
+        if self._pusher is not None:
+            self._pusher.stop()
+            self._pusher.join()
+        with self._lock:
+            feeds = list(self._feeds.values())
+            self._feeds.clear()
+        for feed in feeds:
+            feed.close()
+
+    def answer(self, data: Any) -> Dict[str, Any]:
+        """The reply to one command; never raises. A shutdown returns once the pool stopped."""
+        problem = check_command(data)
+        if problem is not None:
+            return error(problem)
+        if data["cmd"] == "status":
+            return self.pools_message()
+        try:
+            pool = find_pool(data.get("pool", "pool"))
+            if data["cmd"] == "scale":
+                pool.scale(int(data["n"]))
+                return {"event": "scaled", "pool": pool.name, "target": int(data["n"])}
+        except FiberError as exc:
+            return error(str(exc))
+        pool.terminate()
+        pool.join()
+        return {"event": "shutdown", "pool": pool.name}
+
+    def pools_message(self) -> Dict[str, Any]:
+        with self._lock:
+            feeds = dict(self._feeds)
+        return {"event": "pools",
+                "pools": [pool_view(pool, feeds.get(pool)) for pool in visible_pools()]}
+
+    # Comms -----------------------------------------------------------------
 
     def _on_open(self, comm: Any, open_msg: dict) -> None:
         self._live.add(comm)
-        comm.on_msg(lambda msg: comm.send(answer(self._registry, msg["content"]["data"])))
-        comm.send(pools_message(self._registry))
+        with self._lock:
+            self._comms[comm.comm_id] = comm
+        comm.on_msg(lambda msg: self._on_command(comm, msg["content"]["data"]))
+        comm.on_close(lambda msg: self._forget(comm.comm_id))
+        self._send_pools(comm)
+
+    def _on_command(self, comm: Any, data: Any) -> None:
+        if isinstance(data, dict) and data.get("cmd") == "shutdown":  # joins: off this thread
+            threading.Thread(target=self._reply, args=(comm, data), name="fiber-shutdown",
+                             daemon=True).start()
+        else:
+            self._reply(comm, data)
+
+    def _reply(self, comm: Any, data: Any) -> None:
+        comm.send(self.answer(data))
+        if self._pusher is not None:
+            self._pusher.poke()
+
+    def _forget(self, comm_id: str) -> None:
+        with self._lock:
+            self._comms.pop(comm_id, None)
+            self._sent.pop(comm_id, None)
+
+    # Pushes ----------------------------------------------------------------
+
+    def _follow(self, pool: Pool) -> None:
+        feed = PoolFeed(pool, self._on_pool_event)
+        with self._lock:
+            self._feeds[pool] = feed
+        if self._pusher is not None:
+            self._pusher.poke()
+
+    def _on_pool_event(self, event: PoolEvent) -> None:
+        if self._pusher is not None:
+            self._pusher.poke()
+
+    def _push(self) -> None:
+        """Send the pools to every open comm whose last message differs."""
+        with self._lock:
+            comms = list(self._comms.values())
+        if comms:
+            message = self.pools_message()
+            for comm in comms:
+                self._send_pools(comm, message)
+
+    def _send_pools(self, comm: Any, message: Optional[Dict[str, Any]] = None) -> None:
+        message = message or self.pools_message()
+        with self._lock:
+            if self._sent.get(comm.comm_id) == message:
+                return
+            self._sent[comm.comm_id] = message
+        try:
+            comm.send(message)
+        except Exception:  # a comm closed meanwhile; its close callback forgets it
+            log.debug("could not push to comm %s", comm.comm_id, exc_info=True)

@@ -83,7 +83,7 @@ class FiberMagics(Magics):
         # In a kernel: how widget messages reach us during a blocked cell, and
         # each pool's widget, one per pool however often it is shown.
         self.live = live
-        self.control = ControlTarget(registry, live) if live is not None else None
+        self.control = ControlTarget(live) if live is not None else None
         self._widgets: Dict[str, PoolWidget] = {}
 
     @magic_arguments()

@@ -19,19 +19,19 @@ kilobytes of HTML, and under 100 KB even if every neighbour differs.
 from __future__ import annotations
 
 import html
-import threading
 from typing import Any, List, Optional
 
 import ipywidgets
 
 from ..errors import FiberError
-from ..events import PoolClosed, PoolEvent, Progress, Scaled
-from ..incidents import Incidents
+from ..events import PoolClosed, PoolEvent, Scaled
 from ..pool import Pool
 from ..progress import counts_text
 from ..status import PoolStatus, WorkerInfo, worker_order
 from .live import LiveComms
+from .pool_feed import PoolFeed
 from .status_text import StatusRow, render_status
+from .throttle import Throttle
 
 REFRESH_INTERVAL = 0.5
 LOG_LINES = 12
@@ -79,42 +79,6 @@ def render_counts(status: PoolStatus) -> str:
         f" \u00b7 {status.tasks_done} done")
 
 
-class _Refresher:
-    """Runs ``refresh`` on its own thread after pokes, at most once per ``interval``."""
-
-    def __init__(self, name: str, refresh: Any, interval: float) -> None:
-        self._refresh = refresh
-        self._interval = interval
-        self._wanted = threading.Condition()
-        self._poked = False
-        self._stopped = False
-        self._thread = threading.Thread(target=self._run, name=f"fiber-widget-{name}",
-                                        daemon=True)
-        self._thread.start()
-
-    def poke(self) -> None:
-        with self._wanted:
-            self._poked = True
-            self._wanted.notify()
-
-    def stop(self) -> None:
-        """Refresh once more, then end the thread."""
-        with self._wanted:
-            self._stopped = True
-            self._wanted.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._wanted:
-                self._wanted.wait_for(lambda: self._poked or self._stopped)
-                self._poked, stopping = False, self._stopped
-            self._refresh()
-            if stopping:
-                return
-            with self._wanted:  # the rate limit: later pokes wait out the interval
-                self._wanted.wait_for(lambda: self._stopped, self._interval)
-
-
 class PoolWidget(ipywidgets.VBox):
     """A live view of one pool, with the controls to resize it."""
 
@@ -122,9 +86,6 @@ class PoolWidget(ipywidgets.VBox):
         self.pool = pool
         status = pool.status()
         self._asked = status.target
-        self._incidents = Incidents()
-        self._log_lines: List[str] = []
-        self._call: Optional[Progress] = None
         self.header = ipywidgets.HTML()
         self.counts = ipywidgets.HTML()
         self.slider = ipywidgets.IntSlider(
@@ -142,8 +103,8 @@ class PoolWidget(ipywidgets.VBox):
             control.observe(self._on_size_asked, "value")
             if live is not None:
                 live.add(control.comm)
-        self._refresher = _Refresher(pool.name, self._refresh, REFRESH_INTERVAL)
-        pool.events.subscribe(self._on_event)
+        self._refresher = Throttle(f"widget-{pool.name}", self._refresh, REFRESH_INTERVAL)
+        self._feed = PoolFeed(pool, self._on_event, LOG_LINES)
         self._refresher.poke()
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict:
@@ -161,7 +122,8 @@ class PoolWidget(ipywidgets.VBox):
         try:
             self.pool.scale(size)
         except FiberError as exc:
-            self._add_log(f"cannot scale: {exc}")
+            self._feed.add_log(f"cannot scale: {exc}")
+            self._refresher.poke()
 
     def _show_size(self, size: int) -> None:
         if size > self.slider.max:
@@ -170,24 +132,13 @@ class PoolWidget(ipywidgets.VBox):
         self.size_box.value = size
 
     def _on_event(self, event: PoolEvent) -> None:
-        if isinstance(event, Progress):
-            self._call = None if event.finished else event
-        elif isinstance(event, Scaled) and event.target != self._asked:
+        if isinstance(event, Scaled) and event.target != self._asked:
             self._asked = event.target
             self._show_size(event.target)
-        elif isinstance(event, PoolClosed):
-            self._add_log(f"pool stopped: {event.reason}")
-            self.pool.events.unsubscribe(self._on_event)
+        if isinstance(event, PoolClosed):
             self._refresher.stop()
-            return
-        incident = self._incidents.describe(event)
-        if incident is not None:
-            self._add_log(incident)
-        self._refresher.poke()
-
-    def _add_log(self, line: str) -> None:
-        self._log_lines = [*self._log_lines, html.escape(line)][-LOG_LINES:]
-        self._refresher.poke()
+        else:
+            self._refresher.poke()
 
     def _refresh(self) -> None:
         status = self.pool.status()
@@ -195,7 +146,7 @@ class PoolWidget(ipywidgets.VBox):
                             f"{html.escape(self.pool.backend)} \u00b7 {status.state}")
         self.counts.value = render_counts(status)
         self.grid.value = render_grid(self.pool.workers())
-        call = self._call
+        call = self._feed.call
         self.running_call.value = ("" if call is None else
-                           html.escape(f"{call.label}: {counts_text(call)}"))
-        self.event_log.value = "<br>".join(self._log_lines)
+                                   html.escape(f"{call.label}: {counts_text(call)}"))
+        self.event_log.value = "<br>".join(html.escape(line) for line in self._feed.log)

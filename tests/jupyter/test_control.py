@@ -1,11 +1,23 @@
-"""Specification of the control comm's commands (control.py), on a real pool."""
+"""Specification of the control surface (control.py) the side panel talks to.
+
+``answer`` is checked on real pools in this process; the comm itself (pushes,
+shutdown, who may send commands) in a real kernel.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
 
 import pytest
 
-from fiber_jupyter.jupyter.control import answer
+import fiber_jupyter
+from fiber_jupyter.jupyter.control import ControlTarget, pool_view
+from fiber_jupyter.jupyter.pool_feed import PoolFeed
 from fiber_jupyter.jupyter.registry import PoolOptions, PoolRegistry
 
-from ..conftest import wait_for
+from ..conftest import EventRecorder, by_value, wait_for
+from .kernel import WAIT_LIVE, IOPubLog, open_comm, send_comm_msg, shown, start_kernel
 
 
 @pytest.fixture
@@ -15,29 +27,148 @@ def registry():
     pools.shutdown_all()
 
 
-def test_status_lists_every_pool_with_its_counts(registry):
-    registry.create("es", 1, PoolOptions("local", 2))
-    [pool] = answer(registry, {"cmd": "status"})["pools"]
-    assert (pool["name"], pool["backend"], pool["state"], pool["target"]) == (
-        "es", "local", "running", 1)
+@pytest.fixture
+def control():
+    return ControlTarget(live=None)
 
 
-def test_scale_sets_the_target_and_says_so(registry):
-    pool = registry.create("es", 1, PoolOptions("local", 2))
-    assert answer(registry, {"cmd": "scale", "pool": "es", "n": 3}) == {
-        "event": "scaled", "pool": "es", "target": 3}
-    wait_for(lambda: pool.status().target == 3, what="the new target")
+def names(message):
+    return [pool["name"] for pool in message["pools"]]
 
 
-@pytest.mark.parametrize("command, message", [
-    ({"cmd": "reboot"}, "unknown command {'cmd': 'reboot'}: expected cmd 'status' or 'scale'"),
-    ("scale", "unknown command 'scale': expected cmd 'status' or 'scale'"),
-    ({"cmd": "scale", "pool": "es", "n": 0}, "scale needs n, a positive integer; got 0"),
-    ({"cmd": "scale", "pool": "es", "n": "8"}, "scale needs n, a positive integer; got '8'"),
-    ({"cmd": "scale", "pool": "es", "n": True}, "scale needs n, a positive integer; got True"),
-    ({"cmd": "scale", "pool": "nosuch", "n": 2},
-     "no pool named 'nosuch' (this kernel's pools: es)"),
-])
-def test_bad_commands_get_an_error_that_names_what_was_wrong(registry, command, message):
-    registry.create("es", 1, PoolOptions("local", 2))
-    assert answer(registry, command) == {"event": "error", "message": message}
+class TestCommands:
+    def test_status_lists_the_pools_of_the_magics_and_of_code_but_not_stopped_ones(
+            self, registry, control):
+        registry.create("es", 1, PoolOptions("local", 2))
+        with fiber_jupyter.Pool(1, name="from-code", progress=False):
+            listed = control.answer({"cmd": "status"})
+        assert {"es", "from-code"} <= set(names(listed))
+        [es] = [pool for pool in listed["pools"] if pool["name"] == "es"]
+        assert (es["backend"], es["state"], es["target"]) == ("local", "running", 1)
+        assert "from-code" not in names(control.answer({"cmd": "status"}))
+
+    def test_scale_sets_the_target_and_says_so(self, registry, control):
+        pool = registry.create("es", 1, PoolOptions("local", 2))
+        assert control.answer({"cmd": "scale", "pool": "es", "n": 3}) == {
+            "event": "scaled", "pool": "es", "target": 3}
+        wait_for(lambda: pool.status().target == 3, what="the new target")
+
+    def test_shutdown_stops_the_pool_before_it_answers(self, registry, control):
+        pool = registry.create("es", 1, PoolOptions("local", 2))
+        assert control.answer({"cmd": "shutdown", "pool": "es"}) == {
+            "event": "shutdown", "pool": "es"}
+        assert pool.status().state == "stopped"
+        assert "es" not in names(control.answer({"cmd": "status"}))
+
+    @pytest.mark.parametrize("command, message", [
+        ({"cmd": "reboot"},
+         "unknown command {'cmd': 'reboot'}: expected cmd 'status', 'scale' or 'shutdown'"),
+        ("scale", "unknown command 'scale': expected cmd 'status', 'scale' or 'shutdown'"),
+        ({"cmd": "scale", "pool": "es", "n": 0}, "scale needs n, a positive integer; got 0"),
+        ({"cmd": "scale", "pool": "es", "n": "8"}, "scale needs n, a positive integer; got '8'"),
+        ({"cmd": "scale", "pool": "es", "n": True}, "scale needs n, a positive integer; got True"),
+        ({"cmd": "scale", "pool": "nosuch", "n": 2}, "no pool named 'nosuch' (this kernel's "
+                                                     "pools: "),
+        ({"cmd": "shutdown", "pool": "nosuch"}, "no pool named 'nosuch' (this kernel's pools: "),
+    ])
+    def test_bad_commands_get_an_error_that_names_what_was_wrong(self, registry, control,
+                                                                  command, message):
+        registry.create("es", 1, PoolOptions("local", 2))
+        reply = control.answer(command)
+        assert reply["event"] == "error" and reply["message"].startswith(message)
+        assert registry.get("es").status().state == "running"
+
+
+class TestPoolView:
+    def test_it_has_the_workers_states_the_running_call_and_the_crashes(self, registry):
+        pool = registry.create("es", 2, PoolOptions("local", 2))
+        feed = PoolFeed(pool, lambda event: None)
+        recorder = EventRecorder(pool)
+        recorder.collect(fiber_jupyter.WorkerReady, 2)
+        assert pool_view(pool, feed)["workers"] == [["idle", 2]]
+        die = by_value("def die(x):\n    import os, signal\n"
+                       "    os.kill(os.getpid(), signal.SIGKILL)\n", "die")
+        pool.apply_async(die, (1,))
+        recorder.next(fiber_jupyter.WorkerLost)
+        view = pool_view(pool, feed)
+        assert any(line.startswith("worker w") and "lost: exit -9 (SIGKILL)" in line
+                   for line in view["log"])
+        wait_for(lambda: pool_view(pool, feed)["lost"] == 1, what="the loss counted")
+
+
+# In a real kernel ----------------------------------------------------------------
+
+KILL_A_WORKER = """
+import os, signal
+os.kill(es.workers()[0].pid, signal.SIGKILL)
+"""
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    running = start_kernel(tmp_path_factory.mktemp("kernel"))
+    try:
+        assert running.run(f"%load_ext fiber_jupyter\nimport fiber_jupyter\n{WAIT_LIVE}") == (
+            shown())
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def panel(kernel):
+    """A control comm, opened as the side panel opens it; and the IOPub it reads."""
+    comm_id = uuid.uuid4().hex
+    log = IOPubLog(kernel.client)
+    open_comm(kernel.client, "fiber_jupyter.control", comm_id)
+    log.read_until(lambda: pushed(log), 30, "the pools sent on open")
+    yield comm_id, log
+    kernel.run("for _p in fiber_jupyter.live_pools.pools(): _p.terminate(); _p.join()")
+
+
+def pushed(log):
+    """The latest "pools" message the kernel sent, or None."""
+    messages = [data for data in log.comm_data() if data.get("event") == "pools"]
+    return messages[-1] if messages else None
+
+
+def test_pools_made_by_code_are_pushed_with_their_crashes_without_being_asked(kernel, panel):
+    _, log = panel
+    assert kernel.run("es = fiber_jupyter.Pool(2, name='es')\n_wait_live(es, 2)").result == (
+        "True")
+    log.read_until(lambda: "es" in names(pushed(log)), 30, "the new pool pushed")
+    kernel.run(KILL_A_WORKER)
+    log.read_until(lambda: any("lost: exit -9 (SIGKILL)" in line for pool in pushed(log)["pools"]
+                               for line in pool["log"]), 30, "the crash pushed")
+
+
+def test_shutdown_from_the_panel_answers_once_stopped_and_the_pool_leaves_the_list(kernel,
+                                                                                    panel):
+    comm_id, log = panel
+    kernel.run("%fiber_pool 1 --name gone -o gone")
+    log.read_until(lambda: "gone" in names(pushed(log)), 30, "the pool pushed")
+    send_comm_msg(kernel.client, comm_id, {"cmd": "shutdown", "pool": "gone"})
+    log.read_until(lambda: {"event": "shutdown", "pool": "gone"} in log.comm_data(), 60,
+                   "the shutdown answer")
+    assert kernel.run("gone.status().state").result == "'stopped'"
+    log.read_until(lambda: "gone" not in names(pushed(log)), 30, "the list without it")
+
+
+def test_a_command_not_signed_with_the_kernels_key_is_ignored(kernel, panel):
+    """Only a client holding the kernel's key (Jupyter's server, for the user's
+    authenticated front end) can command the pools."""
+    comm_id, log = panel
+    kernel.run("%fiber_pool 1 --name guarded -o guarded")
+    session = kernel.client.session
+    real_key = session.key
+    session.key = os.urandom(32)
+    try:
+        send_comm_msg(kernel.client, comm_id, {"cmd": "scale", "pool": "guarded", "n": 3})
+    finally:
+        session.key = real_key
+    # Then a signed one on the same socket: once it is answered, the other was handled.
+    send_comm_msg(kernel.client, comm_id, {"cmd": "scale", "pool": "guarded", "n": 2})
+    answered = {"event": "scaled", "pool": "guarded", "target": 2}
+    log.read_until(lambda: answered in log.comm_data(), 30, "the signed command's answer")
+    assert [d for d in log.comm_data() if d.get("event") == "scaled"] == [answered]
+    assert kernel.run("guarded.status().target").result == "2"

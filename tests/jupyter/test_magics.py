@@ -258,7 +258,7 @@ def test_a_closing_pool_is_neither_resized_nor_replaced(shell):
         "See also: %fiber_scale, %fiber_status, %fiber_shutdown.",
         "target number of workers (default for a new pool: the",
         "before it fails (default: 2)",
-        "resource hints:\n  Per worker, for remote backends only.",
+        "remote workers:\n  For remote backends only.",
         "--namespace NAMESPACE",
     ]),
     ("fiber_scale", ["%fiber_scale [--name NAME] N",
