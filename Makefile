@@ -17,8 +17,16 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: $(BIN)/python setup.py pyproject.toml
+# The side panel's sources: setup.py rebuilds it when they change.
+PANEL_SOURCES := $(shell find labextension/src labextension/style -type f) \
+	$(wildcard labextension/*.json labextension/yarn.lock labextension/.yarnrc.yml)
+# An editable install gets no data files: the built panel is linked where JupyterLab looks.
+PANEL_LINK := $(VENV)/share/jupyter/labextensions/fiber-jupyter
+
+$(VENV)/.installed: $(BIN)/python setup.py pyproject.toml $(PANEL_SOURCES)
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	mkdir -p $(dir $(PANEL_LINK))
+	ln -sfn $(CURDIR)/fiber_jupyter/labextension $(PANEL_LINK)
 	touch $@
 
 $(IPYKERNEL6)/.installed: setup.py pyproject.toml

@@ -38,6 +38,11 @@ __all__ = [
 ]
 
 
+def _jupyter_labextension_paths() -> list:
+    """Where the built side panel is, for ``jupyter labextension develop``."""
+    return [{"src": "labextension", "dest": "fiber-jupyter"}]
+
+
 def load_ipython_extension(ipython: "InteractiveShell") -> None:
     """``%load_ext fiber_jupyter``: register the ``%fiber_*`` magics in this shell.
 

@@ -2,8 +2,8 @@
 
 Why this shape: the recipe in shared/research/labext.md (section 6) was proven on the project
 machine. Playwright cannot download its own browser here, so it must launch /usr/bin/chromium;
-the server is token-less but bound to 127.0.0.1 only, and everything it writes lives in a
-temp dir so runs never see each other's workspaces, settings or kernels.
+the server demands a token, as a user's does, and is bound to 127.0.0.1 only; everything
+it writes lives in a temp dir so runs never see each other's workspaces, settings or kernels.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -20,8 +21,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from dataclasses import dataclass, field
-from http.cookiejar import CookieJar
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -53,29 +53,21 @@ NOTIFICATION_SETTINGS = {"fetchNews": "false", "checkForUpdates": False}
 
 @dataclass
 class LabServer:
-    """A running JupyterLab: its base URL and the directory it serves notebooks from."""
+    """A running JupyterLab: its base URL, token and the directory it serves notebooks from."""
 
     url: str
+    token: str
     root_dir: Path
     process: subprocess.Popen
     log_path: Path
-    cookies: CookieJar = field(default_factory=CookieJar)
 
     def api(self, method: str, path: str) -> Any:
-        """Call the REST API. No token, so writes need the _xsrf cookie echoed in a header."""
-        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(self.cookies))
-        headers = {} if method == "GET" else {"X-XSRFToken": self._xsrf_token(opener)}
-        request = urllib.request.Request(self.url + path, method=method, headers=headers)
-        with opener.open(request, timeout=10) as response:
+        """Call the REST API with the token, as a script of the user's would."""
+        request = urllib.request.Request(self.url + path, method=method,
+                                         headers={"Authorization": f"token {self.token}"})
+        with urllib.request.urlopen(request, timeout=10) as response:
             body = response.read()
         return json.loads(body) if body else None
-
-    def _xsrf_token(self, opener: urllib.request.OpenerDirector) -> str:
-        """The _xsrf cookie, which the server sets when it serves a page."""
-        if not any(cookie.name == "_xsrf" for cookie in self.cookies):
-            with opener.open(self.url + "/lab", timeout=10) as response:
-                response.read()
-        return next(cookie.value for cookie in self.cookies if cookie.name == "_xsrf")
 
     def shutdown_kernels(self) -> None:
         """Stop every session and kernel so the next test starts from a clean slate."""
@@ -112,11 +104,11 @@ def _make_dirs(base: Path) -> dict[str, Path]:
     return dirs
 
 
-def _server_command(port: int, dirs: dict[str, Path]) -> list[str]:
+def _server_command(port: int, token: str, dirs: dict[str, Path]) -> list[str]:
     """`jupyter lab` with the flags the research note found necessary (see its P5-P7)."""
     return [
         sys.executable, "-m", "jupyter", "lab", "--no-browser", "--allow-root",
-        "--IdentityProvider.token=", "--ServerApp.password=",
+        f"--IdentityProvider.token={token}", "--ServerApp.password=",
         "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
         f"--ServerApp.root_dir={dirs['root']}",
         f"--LabApp.workspaces_dir={dirs['workspaces']}",
@@ -133,10 +125,12 @@ def _server_env(dirs: dict[str, Path]) -> dict[str, str]:
     return env
 
 
-def _status_ok(url: str) -> bool:
+def _status_ok(server: LabServer) -> bool:
     """True once the server answers GET /api/status with 200."""
+    request = urllib.request.Request(server.url + "/api/status",
+                                     headers={"Authorization": f"token {server.token}"})
     try:
-        with urllib.request.urlopen(url + "/api/status", timeout=2) as response:
+        with urllib.request.urlopen(request, timeout=2) as response:
             return response.status == 200
     except (urllib.error.URLError, ConnectionError, TimeoutError):
         return False
@@ -145,7 +139,7 @@ def _status_ok(url: str) -> bool:
 def _wait_until_up(server: LabServer, timeout: float) -> None:
     """Poll /api/status; fail at once if the process dies, or when the deadline passes."""
     deadline = time.monotonic() + timeout
-    while not _status_ok(server.url):
+    while not _status_ok(server):
         try:
             # Doubles as the poll interval and as the "did it die?" check.
             code = server.process.wait(timeout=0.1)
@@ -192,12 +186,13 @@ def lab_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LabServer]:
     dirs = _make_dirs(base)
     port = _free_port()
     log_path = base / "server.log"
+    token = secrets.token_hex(24)
     started = time.monotonic()
     with log_path.open("wb") as log_file:
-        process = subprocess.Popen(_server_command(port, dirs), env=_server_env(dirs),
+        process = subprocess.Popen(_server_command(port, token, dirs), env=_server_env(dirs),
                                    cwd=dirs["root"], stdin=subprocess.DEVNULL,
                                    stdout=log_file, stderr=subprocess.STDOUT)
-    server = LabServer(f"http://127.0.0.1:{port}", dirs["root"], process, log_path)
+    server = LabServer(f"http://127.0.0.1:{port}", token, dirs["root"], process, log_path)
     _wait_until_up(server, SERVER_START_TIMEOUT)
     log.info("jupyter lab up at %s in %.1f s", server.url, time.monotonic() - started)
     yield server

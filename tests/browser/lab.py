@@ -20,6 +20,25 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# Cells of the test notebooks: a pool, and tasks that each say they started (a file in
+# `started`) and then wait for the `gate` file the test creates; ``die_once`` first
+# kills its worker, once.
+START_POOL = "%load_ext fiber_jupyter\n%fiber_pool 2"
+GATED_TASKS = """\
+import os, signal, time
+def gated(item, started={started!r}, gate={gate!r}):
+    open(os.path.join(started, str(item)), "w").close()
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+    return item
+def die_once(item, started={started!r}, gate={gate!r}):
+    marker = os.path.join(started, "died")
+    if item == 0 and not os.path.exists(marker):
+        open(marker, "w").close()
+        os.kill(os.getpid(), signal.SIGKILL)
+    return gated(item)
+"""
+
 # The visible notebook only: a restored workspace may keep hidden ones in the DOM.
 NOTEBOOK = ".jp-NotebookPanel:not(.lm-mod-hidden)"
 KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "language": "python"}
@@ -99,9 +118,12 @@ def write_notebook(root: Path, name: str, cells: Sequence[str]) -> str:
     return Path(name).as_posix()
 
 
-def open_notebook(page: Page, url: str, name: str, timeout: float = 60_000) -> None:
-    """Open a notebook in a fresh workspace and wait until its kernel really accepts code."""
-    page.goto(f"{url}/lab/tree/{quote(name)}?reset")
+def open_notebook(page: Page, server: Any, name: str, timeout: float = 60_000) -> None:
+    """Open a notebook in a fresh workspace and wait until its kernel really accepts code.
+
+    The token in the URL logs the page in, as the link ``jupyter lab`` prints does.
+    """
+    page.goto(f"{server.url}/lab/tree/{quote(name)}?reset&token={server.token}")
     page.wait_for_function(_NOTEBOOK_READY_JS, arg=name, timeout=timeout, polling=100)
     log.info("notebook %s open, kernel connected and idle", name)
 

@@ -36,7 +36,7 @@ def test_slider_observer_updates_label(page, lab_server):
     from playwright.sync_api import expect
 
     name = write_notebook(lab_server.root_dir, "harness_smoke.ipynb", [SLIDER_CELL])
-    open_notebook(page, lab_server.url, name)
+    open_notebook(page, lab_server, name)
     run_cell(page, 0)
     assert wait_cell_idle(page, 0), cell_output_text(page, 0)
 

@@ -12,17 +12,10 @@ from pathlib import Path
 
 from ..conftest import wait_for, worker_pids
 from .conftest import ARTIFACTS
-from .lab import (cell_output_text, notebook_cell, open_notebook, run_cell, wait_cell_idle,
-                  write_notebook)
+from .lab import (GATED_TASKS, START_POOL, cell_output_text, notebook_cell, open_notebook,
+                  run_cell, wait_cell_idle, write_notebook)
 
-START_POOL = "%load_ext fiber_jupyter\n%fiber_pool 2"
-GATED_MAP = """\
-import os, time
-def gated(item, started={started!r}, gate={gate!r}):
-    open(os.path.join(started, str(item)), "w").close()
-    while not os.path.exists(gate):
-        time.sleep(0.01)
-    return item
+GATED_MAP = GATED_TASKS + """
 results = pool.map(gated, range(2), chunksize=1)
 print("results", results)
 """
@@ -49,7 +42,7 @@ def test_dragging_the_slider_during_a_blocking_map_changes_the_workers(page, lab
     started.mkdir()
     name = write_notebook(lab_server.root_dir, "pool_widget.ipynb",
                           [START_POOL, GATED_MAP.format(started=str(started), gate=str(gate))])
-    open_notebook(page, lab_server.url, name)
+    open_notebook(page, lab_server, name)
     run_cell(page, 0)
     assert wait_cell_idle(page, 0), cell_output_text(page, 0)
     widget = notebook_cell(page, 0)

@@ -1,0 +1,170 @@
+"""In a real JupyterLab: the Fiber side panel follows the notebook's kernel and scales its pools.
+
+Maps block on a gate file that the test creates only after it saw what it
+expects, so whatever it saw happened while the cell was still running. The
+number of workers is checked from the kernel's side: their processes.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ..conftest import wait_for, worker_pids
+from .conftest import ARTIFACTS
+from .lab import (GATED_TASKS, START_POOL, cell_output_text, open_notebook, run_cell,
+                  wait_cell_idle, write_notebook)
+
+MAP = "results = pool.map({task}, range(2), chunksize=1)\nprint('results', results)"
+UPDATE_MS = 30_000
+PANEL = "#fiber-panel"
+
+
+def open_panel(page):
+    page.locator('.jp-SideBar.jp-mod-left .lm-TabBar-tab[data-id="fiber-panel"]').click()
+    return page.locator(PANEL)
+
+
+def card(panel, name: str):
+    return panel.locator(f'.jp-FiberPanel-pool[data-pool="{name}"]')
+
+
+def count(pool_card, name: str):
+    return pool_card.locator(f'[data-count="{name}"]')
+
+
+@pytest.fixture
+def gate(tmp_path: Path):
+    started, gate_file = tmp_path / "started", tmp_path / "gate"
+    started.mkdir()
+    yield started, gate_file
+    gate_file.touch()
+
+
+def notebook(lab_server, name: str, gate, *cells: str) -> str:
+    started, gate_file = gate
+    tasks = GATED_TASKS.format(started=str(started), gate=str(gate_file))
+    return write_notebook(lab_server.root_dir, name, [START_POOL, tasks, *cells])
+
+
+def start(page, lab_server, name: str) -> None:
+    open_notebook(page, lab_server, name)
+    for index in (0, 1):
+        run_cell(page, index)
+        assert wait_cell_idle(page, index), cell_output_text(page, index)
+
+
+def test_the_panel_lists_the_pool_of_fiber_pool_with_its_workers(page, lab_server, gate):
+    from playwright.sync_api import expect
+
+    start(page, lab_server, notebook(lab_server, "panel_lists.ipynb", gate))
+    pool = card(open_panel(page), "pool")
+    expect(count(pool, "live")).to_have_text("2", timeout=UPDATE_MS)
+    expect(count(pool, "target")).to_have_text("2")
+    expect(pool).to_have_attribute("data-state", "running")
+    expect(pool.locator('.jp-FiberPanel-bar [data-worker-state="idle"]')).to_be_visible()
+
+
+def test_scaling_from_the_panel_during_a_blocking_map_changes_the_workers_before_it_returns(
+        page, lab_server, gate):
+    from playwright.sync_api import expect
+
+    started, gate_file = gate
+    name = notebook(lab_server, "panel_scales.ipynb", gate, MAP.format(task="gated"))
+    start(page, lab_server, name)
+    pool = card(open_panel(page), "pool")
+    expect(count(pool, "live")).to_have_text("2", timeout=UPDATE_MS)
+    run_cell(page, 2)
+    wait_for(lambda: len(list(started.iterdir())) == 2, what="both tasks of the map running")
+    size_box = pool.locator(".jp-FiberPanel-size")
+    size_box.fill("5")
+    size_box.press("Enter")
+    wait_for(lambda: len(worker_pids()) == 5, timeout=60,
+             what="5 worker processes while the map blocks")
+    expect(count(pool, "live")).to_have_text("5", timeout=UPDATE_MS)
+    expect(pool.locator(".jp-FiberPanel-call")).to_contain_text("0/2")
+    page.screenshot(path=str(ARTIFACTS / "side_panel_during_blocking_map.png"), full_page=True)
+    assert not gate_file.exists()
+    gate_file.touch()
+    assert wait_cell_idle(page, 2), cell_output_text(page, 2)
+    assert "results [0, 1]" in cell_output_text(page, 2)
+
+
+def test_a_worker_killed_during_a_map_shows_as_lost_and_recovered(page, lab_server, gate):
+    from playwright.sync_api import expect
+
+    _, gate_file = gate
+    name = notebook(lab_server, "panel_crash.ipynb", gate, MAP.format(task="die_once"))
+    start(page, lab_server, name)
+    pool = card(open_panel(page), "pool")
+    run_cell(page, 2)
+    expect(count(pool, "lost")).to_have_text("1", timeout=UPDATE_MS)
+    log = pool.locator(".jp-FiberPanel-log")
+    expect(log).to_contain_text("lost: exit -9 (SIGKILL)", timeout=UPDATE_MS)
+    expect(log).to_contain_text("re-run on", timeout=UPDATE_MS)
+    expect(count(pool, "live")).to_have_text("2", timeout=UPDATE_MS)
+    page.screenshot(path=str(ARTIFACTS / "side_panel_crash_recovered.png"), full_page=True)
+    gate_file.touch()
+    assert wait_cell_idle(page, 2), cell_output_text(page, 2)
+    assert "results [0, 1]" in cell_output_text(page, 2)
+
+
+def test_shutting_down_from_the_panel_stops_the_workers(page, lab_server, gate):
+    from playwright.sync_api import expect
+
+    start(page, lab_server, notebook(lab_server, "panel_shutdown.ipynb", gate))
+    panel = open_panel(page)
+    pool = card(panel, "pool")
+    expect(count(pool, "live")).to_have_text("2", timeout=UPDATE_MS)
+    pool.locator(".jp-FiberPanel-shutdown").click()
+    page.locator(".jp-Dialog .jp-mod-accept").click()
+    expect(pool).to_have_count(0, timeout=UPDATE_MS)
+    wait_for(lambda: worker_pids() == [], timeout=60, what="the workers to exit")
+    expect(panel.locator(".jp-FiberPanel-status")).to_contain_text("No pools yet")
+
+
+def test_a_kernel_restart_empties_the_panel(page, lab_server, gate):
+    from playwright.sync_api import expect
+
+    start(page, lab_server, notebook(lab_server, "panel_restart.ipynb", gate))
+    panel = open_panel(page)
+    expect(count(card(panel, "pool"), "live")).to_have_text("2", timeout=UPDATE_MS)
+    page.evaluate("() => window.jupyterapp.shell.currentWidget.sessionContext.session"
+                  ".kernel.restart()")
+    expect(panel.locator(".jp-FiberPanel-pool")).to_have_count(0, timeout=UPDATE_MS)
+    expect(panel.locator(".jp-FiberPanel-status")).to_contain_text(
+        "not loaded in this kernel", timeout=UPDATE_MS)
+    wait_for(lambda: worker_pids() == [], timeout=60, what="the old kernel's workers to exit")
+
+
+THEME_COLOURS_JS = """(panel) => {
+  const style = getComputedStyle(panel);
+  return {background: style.backgroundColor, text: style.color};
+}"""
+
+
+def test_the_panel_follows_the_dark_theme(page, lab_server, gate):
+    from playwright.sync_api import expect
+
+    start(page, lab_server, notebook(lab_server, "panel_theme.ipynb", gate))
+    panel = open_panel(page)
+    expect(count(card(panel, "pool"), "live")).to_have_text("2", timeout=UPDATE_MS)
+    light = panel.evaluate(THEME_COLOURS_JS)
+    try:
+        change_theme(page, "JupyterLab Dark")
+        page.wait_for_function(f"(light) => ({THEME_COLOURS_JS})(document.querySelector("
+                               f"'{PANEL}')).background !== light.background", arg=light)
+        dark = panel.evaluate(THEME_COLOURS_JS)
+        assert dark["text"] != light["text"]
+        page.wait_for_selector("#jupyterlab-splash", state="detached")  # the change's veil
+        page.screenshot(path=str(ARTIFACTS / "side_panel_dark.png"), full_page=True)
+    finally:  # the theme is a user setting: later tests of the session would inherit it
+        change_theme(page, "JupyterLab Light")
+
+
+def change_theme(page, theme: str) -> None:
+    page.evaluate("(theme) => window.jupyterapp.commands.execute('apputils:change-theme', "
+                  "{theme})", theme)
+    page.wait_for_function("(light) => document.body.dataset.jpThemeLight === light",
+                           arg=str(theme == "JupyterLab Light").lower())
