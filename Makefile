@@ -48,6 +48,8 @@ start: $(VENV)/.installed
 test: $(VENV)/.installed $(IPYKERNEL6)/.installed $(CHROMIUM)
 	$(BIN)/ruff check fiber_jupyter tests bench
 	$(BIN)/python -m pytest -m "not real_cluster"
+	$(BIN)/python -m pytest --nbval --nbval-current-env -p tests.notebooks.nbval_workers \
+		--nbval-sanitize-with tests/notebooks/nbval_sanitize.cfg notebooks
 	PYTHON=$(BIN)/python tests/k8s/cluster/tier.sh
 
 ## bench: compare with multiprocessing, loky, ipyparallel, Dask and Ray (installs them)

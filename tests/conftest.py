@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import queue
+import shutil
+import subprocess
 import threading
 import time
+from pathlib import Path
 from typing import Callable, List, Optional, Type, TypeVar
 
 import psutil
@@ -134,3 +137,23 @@ def is_pid_alive(pid: int) -> bool:
         return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
     except psutil.NoSuchProcess:
         return False
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def checkout(tmp_path: Path) -> Path:
+    """A copy of this checkout's files (committed and new, as a fresh clone would have them),
+    with the side panel's node_modules hard-linked so its build stays fast."""
+    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    copy = tmp_path / "checkout"
+    for name in listed.splitlines():
+        if (ROOT / name).is_file():
+            (copy / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, copy / name)
+    node_modules = ROOT / "labextension" / "node_modules"
+    if node_modules.exists():
+        subprocess.run(["cp", "-al", str(node_modules), str(copy / "labextension")], check=True)
+    return copy

@@ -7,15 +7,11 @@ whenever its TypeScript or styles changed, so a stale build is never shipped.
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[1]
 PANEL_IN_WHEEL = "fiber_jupyter-0.1.0.data/data/share/jupyter/labextensions/fiber-jupyter/"
 
 
@@ -24,22 +20,6 @@ def test_jupyterlab_lists_the_panel_as_enabled():
                             capture_output=True, text=True, check=True)
     assert "fiber-jupyter v0.1.0 enabled OK (python, fiber-jupyter)" in (
         listed.stdout + listed.stderr).replace("\x1b[32m", "").replace("\x1b[0m", "")
-
-
-@pytest.fixture
-def checkout(tmp_path: Path) -> Path:
-    """This checkout's committed and new files, with the panel's node_modules hard-linked."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard"],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    copy = tmp_path / "checkout"
-    for name in listed.splitlines():
-        if (ROOT / name).is_file():
-            (copy / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(ROOT / name, copy / name)
-    node_modules = ROOT / "labextension" / "node_modules"
-    if node_modules.exists():
-        subprocess.run(["cp", "-al", str(node_modules), str(copy / "labextension")], check=True)
-    return copy
 
 
 def build_wheel(source: Path, into: Path) -> zipfile.ZipFile:

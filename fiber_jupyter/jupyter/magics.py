@@ -119,10 +119,9 @@ class FiberMagics(Magics):
         again resizes the pool instead of starting a second one, so a notebook
         states the size of its pool in one place.
 
-        Workers are local processes unless the kernel runs inside Kubernetes
-        (KUBERNETES_SERVICE_HOST is set) and the kubernetes backend is
-        installed, where they default to pods. The
-        backend and --max-retries are fixed when a pool starts: shut it down
+        Workers are local processes unless the kernel runs in a Kubernetes pod
+        with a service account (KUBERNETES_SERVICE_HOST is set), where they
+        default to pods. The backend and --max-retries are fixed when a pool starts: shut it down
         to change them. Resource hints describe each remote worker; the local
         backend refuses them.
 
@@ -132,7 +131,7 @@ class FiberMagics(Magics):
           %fiber_pool                       one worker per CPU core
           %fiber_pool 64 --name es -o es    a second pool, as `es`
           %fiber_pool 128 --backend kubernetes --cpu 1 --memory 2Gi
-                                            pods (once a kubernetes backend is installed)
+                                            pods (see docs/kubernetes.md)
 
         See also: %fiber_scale, %fiber_status, %fiber_shutdown.
         """

@@ -59,7 +59,8 @@ class KubernetesBackend(Backend):
         self._config = config
         self._api, self._namespace, notebook_pod = connect(config)
         self._image = config.image or _image_of(notebook_pod)
-        self._owner = manifests.owner_reference(notebook_pod) if notebook_pod else None
+        self._owner = (manifests.owner_reference(notebook_pod, self._namespace)
+                       if notebook_pod else None)
         self._pool = manifests.pool_id(pool_name)  # the pool's label value and name stem
         self._started = False
         self._lock = threading.Lock()

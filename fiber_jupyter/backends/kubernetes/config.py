@@ -134,7 +134,7 @@ def connect(config: Kubernetes) -> tuple:
         kube_config.load_incluster_config(client_configuration=configuration)
         api = client.CoreV1Api(client.ApiClient(configuration))
         namespace = config.namespace or own_namespace() or "default"
-        return api, namespace, _notebook_pod(api, namespace)
+        return api, namespace, _notebook_pod(api, own_namespace() or namespace)
     try:
         kube_config.load_kube_config(config_file=config.kubeconfig, context=config.context,
                                      client_configuration=configuration)

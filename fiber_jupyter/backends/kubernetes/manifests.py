@@ -160,7 +160,11 @@ def _merge_containers(base: List[Dict[str, Any]],
     return merged + [copy.deepcopy(c) for c in override if c.get("name") not in base_names]
 
 
-def owner_reference(pod: Dict[str, Any]) -> Dict[str, Any]:
-    """An owner reference to the notebook's pod: its workers go when it goes."""
+def owner_reference(pod: Dict[str, Any], namespace: str) -> Optional[Dict[str, Any]]:
+    """An owner reference to the notebook's pod, so its workers go when it goes; None
+    for workers in another namespace, where the garbage collector would take the
+    owner for gone and delete them at once."""
+    if pod["metadata"].get("namespace", namespace) != namespace:
+        return None
     return {"apiVersion": "v1", "kind": "Pod", "name": pod["metadata"]["name"],
             "uid": pod["metadata"]["uid"], "blockOwnerDeletion": False}

@@ -59,11 +59,17 @@ def test_pods_carry_the_labels_that_find_them_and_the_masters_address():
 
 
 def test_in_a_cluster_workers_are_owned_by_the_notebook_pod():
-    notebook = {"metadata": {"name": "jupyter-ada", "uid": "1234-abcd"}}
-    owner = manifests.owner_reference(notebook)
+    notebook = {"metadata": {"name": "jupyter-ada", "uid": "1234-abcd", "namespace": "lab"}}
+    owner = manifests.owner_reference(notebook, "lab")
     assert pod(owner=owner)["metadata"]["ownerReferences"] == [
         {"apiVersion": "v1", "kind": "Pod", "name": "jupyter-ada", "uid": "1234-abcd",
          "blockOwnerDeletion": False}]
+
+
+def test_workers_in_another_namespace_than_the_notebook_have_no_owner():
+    """An owner in another namespace counts as gone: the collector would delete them."""
+    notebook = {"metadata": {"name": "jupyter-ada", "uid": "1234-abcd", "namespace": "lab"}}
+    assert manifests.owner_reference(notebook, "batch") is None
 
 
 def test_gpus_service_account_node_selector_and_tolerations_reach_the_spec():
