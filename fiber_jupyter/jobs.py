@@ -107,9 +107,13 @@ class Batch:
     encoding_error: Optional[BaseException] = None
     state: BatchState = BatchState.QUEUED
     worker_id: Optional[str] = None
-    # Descriptions of the worker exits this batch has seen, e.g. ["w3: exit -9 (SIGKILL)"].
+    # The worker exits charged to this batch, e.g. ["w3: exit -9 (SIGKILL)"].
     losses: List[str] = field(default_factory=list)
     lost_at: Optional[float] = None
+    # Lost along with other batches on one worker: any of them may have killed it,
+    # so it runs alone on a worker from now on, where a loss is surely its own.
+    suspect: bool = False
+    attempts: int = 0  # how often it was sent to a worker
 
     @property
     def count(self) -> int:

@@ -23,9 +23,9 @@
   Anything unexpected breaks the pool loudly (every waiter gets the error)
   rather than leaving callers waiting on a dead thread.
 - **Lost work takes the normal path**: a lost worker's batches go back to the
-  queue (the one it was running with the exit recorded against it) and come
-  back as results or, once a batch has been lost more than ``max_retries``
-  times, as a :class:`WorkerLostError` for its tasks.
+  queue (with the exit recorded against the batch that surely caused it, see
+  ``_requeue``) and come back as results or, once a batch has been lost more
+  than ``max_retries`` times, as a :class:`WorkerLostError` for its tasks.
 """
 
 from __future__ import annotations
@@ -138,8 +138,9 @@ class Scheduler(threading.Thread):
         self._next_report = 0.0
         self._target_changed = False
         self._last_scaled: Optional[tuple] = None
-        # Result sinks with news this turn, woken just before the loop sleeps.
-        self._to_wake: List[Any] = []
+        # Callers to release for what arrived this turn, in the order it arrived, just
+        # before the loop sleeps: a result sink's wake, an execution's answer.
+        self._to_wake: List[Callable[[], None]] = []
         self._command_handlers: Dict[type, Callable[[Any], None]] = {
             inbox.Submit: self._on_submit, inbox.Scale: self._on_scale,
             inbox.Cancel: self._on_cancel, inbox.Close: self._on_close,
@@ -306,7 +307,9 @@ class Scheduler(threading.Thread):
         del self._executions[run.run_id]
         if run.keep and run.failed:
             self._setup.drop(run)
-        run.reply.set(run.answers())
+        answers = run.answers()
+        # After the results of the batches the workers ran before it, not before.
+        self._to_wake.append(lambda: run.reply.set(answers))
 
     def _on_cancel(self, command: inbox.Cancel) -> None:
         job = self._jobs.get(command.job_id)
@@ -459,17 +462,17 @@ class Scheduler(threading.Thread):
             self._finish_job(job)
 
     def _deliver(self, job: Job, chunk: Chunk) -> bool:
-        self._to_wake.append(job.sink)
+        self._to_wake.append(job.sink._wake)
         return job.sink._deliver(chunk)
 
     def _fail_call(self, job: Job, failure: BaseException) -> None:
-        self._to_wake.append(job.sink)
+        self._to_wake.append(job.sink._wake)
         job.sink._fail(failure)
 
     def _wake_callers(self) -> None:
-        """Signal callers whose results arrived this turn, as the loop's last act."""
-        for sink in self._to_wake:
-            sink._wake()
+        """Release callers whose answers arrived this turn, as the loop's last act."""
+        for wake in self._to_wake:
+            wake()
         self._to_wake.clear()
 
     def _withdraw(self, batch: Batch) -> None:
@@ -520,21 +523,28 @@ class Scheduler(threading.Thread):
     def _requeue(self, worker: WorkerRecord, reason: str) -> int:
         """Send a lost worker's batches back to the queue, or fail those out of retries.
 
-        Only the oldest batch was running (a worker runs its batches in the
-        order they were sent), so only it is charged with the loss; the ones
-        queued behind it never ran and go back as they were. Otherwise a task
-        that kills workers would take innocent neighbours down with it.
+        The loss is charged only where it is certain: to the one batch the
+        worker held. A worker holding several may have finished one whose result
+        was still being sent when the next one killed it, so none of them is
+        charged; they become suspects, which run alone on a worker from now on,
+        where a loss is surely their own. A task that kills workers never takes
+        innocent neighbours down with it. Batches of a call that has already
+        failed are dropped, not run again.
         """
         requeued = 0
         held = [b for b in worker.in_flight.values() if b.state is BatchState.RUNNING]
-        for position, batch in enumerate(held):
-            if position == 0:
-                batch.losses.append(f"{worker.worker_id}: {reason}")
-                batch.lost_at = time.time()
-                batch.job.retries += batch.count
-            if len(batch.losses) > self.config.max_retries:
-                self._give_up(batch)
+        for batch in held:
+            if batch.job.finished:
+                self._withdraw(batch)
                 continue
+            batch.lost_at = time.time()
+            batch.suspect = batch.suspect or len(held) > 1
+            if len(held) == 1:
+                batch.losses.append(f"{worker.worker_id}: {reason}")
+                if len(batch.losses) > self.config.max_retries:
+                    self._give_up(batch)
+                    continue
+            batch.job.retries += batch.count
             batch.state = BatchState.QUEUED
             batch.worker_id = None
             self._retries.append(batch)
@@ -556,10 +566,13 @@ class Scheduler(threading.Thread):
                                  or job.done >= job.total):
             self._finish_job(job)
 
-    def _next_batch(self) -> Optional[Batch]:
-        while self._retries:
-            batch = self._retries.popleft()
-            if batch.state is BatchState.QUEUED:
+    def _next_batch(self, alone: bool) -> Optional[Batch]:
+        """The next batch to send; a suspect only to a worker it will have to itself."""
+        for batch in list(self._retries):
+            if batch.state is not BatchState.QUEUED or batch.job.finished:
+                self._retries.remove(batch)
+            elif alone or not batch.suspect:
+                self._retries.remove(batch)
                 return batch
         while self._feeding:
             job = self._feeding[0]
@@ -581,7 +594,7 @@ class Scheduler(threading.Thread):
             for worker in self._workers.hungry():
                 if len(worker.in_flight) != depth:
                     continue
-                batch = self._next_batch()
+                batch = self._next_batch(alone=depth == 0)
                 if batch is None:
                     return
                 self._send_batch(worker, batch)
@@ -598,10 +611,11 @@ class Scheduler(threading.Thread):
         job.known_by.add(worker.worker_id)
         batch.state = BatchState.RUNNING
         batch.worker_id = worker.worker_id
+        batch.attempts += 1
         self._workers.assign(worker, batch)
-        if batch.losses:
+        if batch.lost_at is not None:
             self._emit(TaskRetried(self.config.name, job.job_id, job.label, batch.start,
-                                   batch.stop, len(batch.losses) + 1, worker.worker_id,
+                                   batch.stop, batch.attempts, worker.worker_id,
                                    batch.lost_at))
 
     def _send(self, worker: WorkerRecord, message: Any, body: list = (),

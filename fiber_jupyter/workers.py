@@ -63,6 +63,11 @@ class WorkerRecord:
     def busy(self) -> bool:
         return bool(self.in_flight)
 
+    @property
+    def holds_suspect(self) -> bool:
+        """It runs a batch under suspicion, which must be alone on its worker."""
+        return any(batch.suspect for batch in self.in_flight.values())
+
 
 class WorkerTable:
     """All workers of one pool, owned by the scheduler's I/O thread."""
@@ -142,7 +147,7 @@ class WorkerTable:
 
     def _update_hunger(self, worker: WorkerRecord) -> None:
         can_take = (worker.state is WorkerState.READY and len(worker.in_flight) < CREDIT
-                    and worker.batches_left != 0)
+                    and worker.batches_left != 0 and not worker.holds_suspect)
         if can_take:
             self._hungry.setdefault(worker.worker_id, worker)
         else:

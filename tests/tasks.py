@@ -79,3 +79,16 @@ def make_bytes(n):
 
 def thread_count(_=None):
     return threading.active_count()
+
+
+def big_result_or_die(x, poison):
+    """A 64 MB result, still being sent when the next task (``poison``) kills the worker."""
+    die_on(x, poison)
+    return bytes(64 << 20)
+
+
+def record_then_die(x, record_dir):
+    """Leave a file per run, then kill the worker: how often did this task run?"""
+    with open(os.path.join(record_dir, f"{x}-{os.getpid()}"), "w"):
+        pass
+    os.kill(os.getpid(), signal.SIGKILL)

@@ -113,6 +113,28 @@ def test_tasks_queued_behind_a_crashing_task_are_not_blamed_for_its_crashes(make
     assert list(results) == [(x, 0) for x in range(1, 8)]
 
 
+def test_a_task_whose_result_was_still_being_sent_is_not_blamed_for_the_next_ones_crash(
+        make_pool):
+    """Task 0 had finished (its 64 MB result still in the send queue) when task 1 killed
+    the worker: which of the two did it cannot be told, so neither is charged until one
+    runs alone."""
+    pool = make_pool(1, max_retries=0)
+    with pytest.raises(WorkerLostError) as caught:
+        pool.starmap(tasks.big_result_or_die, [(0, 1), (1, 1)], chunksize=1)
+    assert caught.value.task == "task 1 of starmap(big_result_or_die)"
+
+
+def test_once_a_call_failed_none_of_its_tasks_runs_again(make_pool, tmp_path):
+    pool = make_pool(1, max_retries=0)
+    with pytest.raises(WorkerLostError):
+        pool.starmap(tasks.record_then_die, [(x, str(tmp_path)) for x in range(4)],
+                     chunksize=1)
+    runs = len(list(tmp_path.iterdir()))
+    assert pool.map(tasks.square, range(3)) == [0, 1, 4]  # after anything left in the queue
+    assert len(list(tmp_path.iterdir())) == runs
+    assert pool.status().lost == runs
+
+
 def _raise_in_initializer(message):
     raise RuntimeError(message)
 

@@ -9,19 +9,28 @@ import pytest
 
 from .kernel import WAIT_LIVE, send_comm_msg, start_kernel
 
-# Starts a long map, says so once it is under way, then blocks in get(), where
-# the interrupt lands. Waiting on the pool's Progress event, not on time.
+# Starts a long map and blocks in get(); says "under way" from inside get() (through the
+# core's waiting hook, run in the waiting thread) once two tasks are done, so the
+# interrupt the test sends then lands where a user's would: in the wait, not before it.
 BLOCKING_CELL = """
 import threading, time, fiber_jupyter
+from fiber_jupyter import results
 under_way = threading.Event()
 def _on_progress(event):
     if isinstance(event, fiber_jupyter.Progress) and event.done >= 2:
         under_way.set()
+def _announce_once():
+    if under_way.is_set() and not announced:
+        announced.append(True)
+        print("under way", flush=True)
+announced = []
 pool.events.subscribe(_on_progress)
 running = pool.map_async(time.sleep, [0.05] * 400)
-assert under_way.wait(30)
-print("under way", flush=True)
-running.get()
+results.set_waiting_hook(_announce_once)
+try:
+    running.get()
+finally:
+    results.set_waiting_hook(None)
 """
 
 
