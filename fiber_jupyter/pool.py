@@ -257,16 +257,17 @@ class Pool:
         chunksize = _optional_chunksize(chunksize)
         items, input_error = _consume(iterable, chunksize)
         iterator = IMapIterator(len(items), ordered, input_error)
-        self._submit(func, items, CallMode.ONE, chunksize, iterator)
+        self._submit(func, items, CallMode.ONE, chunksize, iterator,
+                     "imap" if ordered else "imap_unordered")
         return iterator
 
     def _submit(self, func: Callable, items: List[Any], mode: CallMode,
-                chunksize: Optional[int], sink: Any) -> None:
+                chunksize: Optional[int], sink: Any, call: Optional[str] = None) -> None:
         self._check_running()
         if not callable(func):
             raise TypeError(f"{func!r} is not callable")
         job_id = next(_job_ids)
-        label = f"{_call_name(mode)}({getattr(func, '__qualname__', repr(func))})"
+        label = f"{call or _call_name(mode)}({getattr(func, '__qualname__', repr(func))})"
         job = Job(job_id, label, serialization.dumps_inline(func), int(mode), items,
                   chunksize, sink)
         self._announce(CallStarted(self.name, job_id, label, len(items)))

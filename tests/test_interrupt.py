@@ -87,7 +87,7 @@ def test_interrupting_imap_cancels_the_rest_of_it(make_pool):
     events = EventRecorder(pool)
     interrupter = _interrupt_main_when(events, lambda p: p.done >= 3)
     seen = []
-    with pytest.raises(TaskCancelled, match=r"cancelled map\(slow_square\)"):
+    with pytest.raises(TaskCancelled, match=r"cancelled imap\(slow_square\)"):
         for value in pool.imap(tasks.slow_square, range(500), chunksize=1):
             seen.append(value)
     interrupter.join()

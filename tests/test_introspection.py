@@ -2,6 +2,8 @@
 
 import threading
 
+import pytest
+
 from fiber_jupyter import CallStarted
 from tests import tasks
 from tests.conftest import EventRecorder, is_pid_alive, wait_for
@@ -63,3 +65,16 @@ def test_every_call_is_announced_as_an_event_before_its_progress(make_pool):
     pool.starmap(tasks.square, [(1,), (2,)])
     started = recorder.next(CallStarted)
     assert (started.label, started.total) == ("starmap(square)", 2)
+
+
+@pytest.mark.parametrize("call, label", [
+    (lambda pool: pool.map(tasks.square, [1]), "map(square)"),
+    (lambda pool: pool.apply(tasks.square, (1,)), "apply(square)"),
+    (lambda pool: list(pool.imap(tasks.square, [1])), "imap(square)"),
+    (lambda pool: list(pool.imap_unordered(tasks.square, [1])), "imap_unordered(square)"),
+])
+def test_a_call_is_labelled_with_the_method_that_made_it(make_pool, call, label):
+    pool = make_pool(1)
+    recorder = EventRecorder(pool)
+    call(pool)
+    assert recorder.next(CallStarted).label == label

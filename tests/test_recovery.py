@@ -108,7 +108,7 @@ def test_tasks_queued_behind_a_crashing_task_are_not_blamed_for_its_crashes(make
     results = pool.imap(tasks.die_on_pair, [(x, 0) for x in range(8)], chunksize=1)
     with pytest.raises(WorkerLostError) as caught:
         next(results)
-    assert caught.value.task == "task 0 of map(die_on_pair)"
+    assert caught.value.task == "task 0 of imap(die_on_pair)"
     assert len(caught.value.exits) == 2
     assert list(results) == [(x, 0) for x in range(1, 8)]
 
