@@ -144,6 +144,17 @@ class TestOnRealClusters:
                      "the garbage collector to delete the workers and their Secret", API_POLL)
 
 
+class TestConfiguration:
+    def test_kubeconfig_set_in_a_running_kernel_is_the_one_used(self, fake, pools,
+                                                                 monkeypatch):
+        """The official client reads KUBECONFIG once, at import: a notebook that sets it
+        later (os.environ["KUBECONFIG"] = ...) must still get that cluster."""
+        monkeypatch.setenv("KUBECONFIG", fake.kubeconfig)
+        backend = fake.backend(kubeconfig=None)
+        pool = pools(1, backend=backend)
+        assert pool.map(SQUARE, range(3)) == [0, 1, 4]
+
+
 class TestCredentials:
     def test_workers_get_the_credentials_from_the_pools_secret_only(self, fake, pools):
         pool = pools(1, backend=fake.backend())

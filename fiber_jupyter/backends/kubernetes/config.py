@@ -44,8 +44,9 @@ class Kubernetes:
     - ``service_account``, ``node_selector``, ``tolerations``: as in a pod spec.
     - ``pod_template``: a partial pod manifest merged over the generated one
       (``{"spec": {"priorityClassName": "batch"}}``); lists are replaced.
-    - ``address``: the host or IP workers connect to; default: this pod's IP in a
-      cluster, else this host's name.
+    - ``address``: the address of this machine workers connect to (the pool listens
+      on it); default: this pod's IP in a cluster, else what this host's name
+      resolves to.
     - ``kubeconfig``, ``context``: which cluster, outside one.
     - ``create_parallelism``: API requests in flight while creating or deleting pods.
 
@@ -115,7 +116,8 @@ def _notebook_pod(api: Any, namespace: str) -> Dict[str, Any]:
 
 
 def default_address() -> str:
-    """Where workers reach this process: the pod IP in a cluster, else this host's name."""
+    """Where workers reach this process: the pod IP in a cluster, else the address this
+    host's name resolves to (it must be reachable from the cluster's pods)."""
     return os.environ.get("POD_IP") or socket.gethostbyname(socket.gethostname())
 
 
@@ -135,10 +137,12 @@ def connect(config: Kubernetes) -> tuple:
         api = client.CoreV1Api(client.ApiClient(configuration))
         namespace = config.namespace or own_namespace() or "default"
         return api, namespace, _notebook_pod(api, own_namespace() or namespace)
+    # KUBECONFIG as it is now: the client reads it once, when first imported.
+    kubeconfig = config.kubeconfig or os.environ.get("KUBECONFIG") or None
     try:
-        kube_config.load_kube_config(config_file=config.kubeconfig, context=config.context,
+        kube_config.load_kube_config(config_file=kubeconfig, context=config.context,
                                      client_configuration=configuration)
-        contexts, active = kube_config.list_kube_config_contexts(config_file=config.kubeconfig)
+        contexts, active = kube_config.list_kube_config_contexts(config_file=kubeconfig)
     except (kube_config.ConfigException, OSError) as exc:
         raise KubernetesConfigError(
             f"no Kubernetes cluster to run on: {exc} (outside a cluster, set KUBECONFIG or "
