@@ -381,8 +381,7 @@ class Scheduler(threading.Thread):
                 and not self._workers.live()):
             self._break(BrokenPoolError(
                 f"{self._start_failures} workers in a row ended before connecting "
-                f"(last: {worker.worker_id}, {reason}); check that "
-                f"'python -m fiber_jupyter.worker' runs in the workers' environment"))
+                f"(last: {worker.worker_id}, {reason}); {self._backend.start_failure_hint}"))
 
     # Worker messages ---------------------------------------------------------
 

@@ -74,6 +74,9 @@ class Backend(abc.ABC):
     name: ClassVar[str]
     # Whether connections to workers must be encrypted (CURVE): workers on other hosts.
     encrypts: ClassVar[bool] = False
+    # What to check when no worker can start, after the backend's own reason.
+    start_failure_hint: ClassVar[str] = (
+        "check that 'python -m fiber_jupyter.worker' runs in the workers' environment")
 
     def __init__(self, on_exit: ExitCallback, on_waiting: Optional[WaitingCallback] = None,
                  pool_name: str = "pool") -> None:

@@ -222,8 +222,11 @@ class TestStuckPods:
     def test_a_pool_that_can_start_no_worker_breaks_with_the_reason(self, fake, pools):
         pool = pools(1, backend=fake.backend(image="registry.example/does-not-exist:1"),
                      start_timeout=0.5, heartbeat_timeout=1.2)
-        with pytest.raises(BrokenPoolError, match="ErrImagePull|ImagePullBackOff"):
+        with pytest.raises(BrokenPoolError, match="ErrImagePull|ImagePullBackOff") as broken:
             pool.map(SQUARE, range(3))
+        assert str(broken.value).endswith("Kubernetes' reason says what to fix: the image, "
+                                          "the pod's resources, or the RBAC of deploy/rbac.yaml "
+                                          "(docs/kubernetes.md)")
 
     def test_a_quota_refusal_waits_and_retries(self, fake, pools):
         fake.fake.api.fail_next("create", "pods", 2, code=403)

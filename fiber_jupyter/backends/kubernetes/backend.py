@@ -52,6 +52,8 @@ class KubernetesBackend(Backend):
 
     name = Kubernetes.name
     encrypts = Kubernetes.encrypts
+    start_failure_hint = ("Kubernetes' reason says what to fix: the image, the pod's "
+                          "resources, or the RBAC of deploy/rbac.yaml (docs/kubernetes.md)")
 
     def __init__(self, config: Kubernetes, on_exit: ExitCallback,
                  on_waiting: Optional[WaitingCallback] = None, pool_name: str = "pool") -> None:
