@@ -24,22 +24,6 @@ def _start_worker(address: str, token: str, *options: str,
          *options], env={**os.environ, "CREDENTIALS": token}, stdin=subprocess.DEVNULL)
 
 
-def _wait_for_hello(master: zmq.Socket, guard: security.ConnectionGuard) -> protocol.Hello:
-    """The worker's first message, once its CURVE handshake passed the guard."""
-    poller = zmq.Poller()
-    poller.register(master, zmq.POLLIN)
-    poller.register(guard.socket, zmq.POLLIN)
-    while True:
-        ready = dict(poller.poll(30_000))
-        assert ready, "the worker never said hello"
-        if guard.socket in ready:
-            guard.handle_pending()
-        if master in ready:
-            message, _ = protocol.decode(master.recv_multipart()[1:])
-            if isinstance(message, protocol.Hello):
-                return message
-
-
 @dataclass
 class Master:
     """The master's end a worker connects to: a CURVE-protected ROUTER on loopback."""
@@ -51,7 +35,19 @@ class Master:
     token: str
 
     def wait_for_hello(self) -> protocol.Hello:
-        return _wait_for_hello(self.socket, self.guard)
+        """The worker's first message, once its CURVE handshake passed the guard."""
+        poller = zmq.Poller()
+        poller.register(self.socket, zmq.POLLIN)
+        poller.register(self.guard.socket, zmq.POLLIN)
+        while True:
+            ready = dict(poller.poll(30_000))
+            assert ready, "the worker never said hello"
+            if self.guard.socket in ready:
+                self.guard.handle_pending()
+            if self.socket in ready:
+                message, _ = protocol.decode(self.socket.recv_multipart()[1:])
+                if isinstance(message, protocol.Hello):
+                    return message
 
     def close(self) -> None:
         if not self.context.closed:

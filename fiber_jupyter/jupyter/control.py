@@ -31,17 +31,17 @@ import logging
 import numbers
 import threading
 import weakref
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 from .. import live_pools
 from ..errors import FiberError
 from ..events import PoolEvent
 from ..pool import Pool
 from ..progress import counts_text
-from ..status import PoolState, worker_order
+from ..status import PoolState
 from .live import LiveComms
 from .pool_feed import PoolFeed
-from .pool_widget import grid_state
+from .pool_widget import state_runs
 from .throttle import Throttle
 
 log = logging.getLogger(__name__)
@@ -67,22 +67,10 @@ def visible_pools() -> List[Pool]:
             if pool.status().state != PoolState.STOPPED.value]
 
 
-def worker_runs(pool: Pool) -> List[Tuple[str, int]]:
-    """The workers' states in start order, equal neighbours counted together."""
-    runs: List[Tuple[str, int]] = []
-    for worker in sorted(pool.workers(), key=lambda w: worker_order(w.worker_id)):
-        state = grid_state(worker)
-        if runs and runs[-1][0] == state:
-            runs[-1] = (state, runs[-1][1] + 1)
-        else:
-            runs.append((state, 1))
-    return runs
-
-
 def pool_view(pool: Pool, feed: Optional[PoolFeed]) -> Dict[str, Any]:
     call = feed.call if feed is not None else None
     return {"name": pool.name, "backend": pool.backend, **pool.status()._asdict(),
-            "workers": [list(run) for run in worker_runs(pool)],
+            "workers": [[state, count] for state, _, _, count in state_runs(pool.workers())],
             "call": None if call is None else {
                 "label": call.label, "done": call.done, "total": call.total,
                 "failed": call.failed, "retries": call.retries, "elapsed": call.elapsed,

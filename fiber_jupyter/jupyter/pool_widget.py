@@ -54,9 +54,9 @@ def grid_state(worker: WorkerInfo) -> str:
     return worker.state
 
 
-def render_grid(workers: List[WorkerInfo]) -> str:
-    """Workers in start order, one coloured square each, equal neighbours merged."""
-    runs: List[List[Any]] = []  # [state, first id, last id, count]
+def state_runs(workers: List[WorkerInfo]) -> List[List[Any]]:
+    """Workers in start order, equal neighbours merged: [state, first id, last id, count]."""
+    runs: List[List[Any]] = []
     for worker in sorted(workers, key=lambda worker: worker_order(worker.worker_id)):
         state = grid_state(worker)
         if runs and runs[-1][0] == state:
@@ -64,6 +64,12 @@ def render_grid(workers: List[WorkerInfo]) -> str:
             runs[-1][3] += 1
         else:
             runs.append([state, worker.worker_id, worker.worker_id, 1])
+    return runs
+
+
+def render_grid(workers: List[WorkerInfo]) -> str:
+    """Workers in start order, one coloured square each, equal neighbours merged."""
+    runs = state_runs(workers)
     spans = "".join(
         f'<span class="{STATE_STYLES[state][0]}" title="'
         f'{first if count == 1 else f"{first}{chr(0x2013)}{last} ({count})"}: {state}">'
