@@ -16,8 +16,9 @@ pool's WorkerReady events), then waits for the pool's own events:
 Two configurations, each on a fresh pool:
 
 - saturated: maps of 50 ms tasks (``chunksize=1``), many more than the
-  workers hold. Every worker holds its full credit of 2 batches, so a lost task
-  waits until some worker finishes one: within one task time (50 ms).
+  workers hold. Every worker holds its full credit of 2 batches, so the killed
+  one lost two together, and each must run alone: a lost task waits until some
+  worker finishes both of its own, within two task times (100 ms).
 - free slot: maps of 4 tasks on 4 workers (fewer than 2 per worker), so every
   worker has a free slot and the lost task is re-sent at once: what is left is
   detection and re-queueing. These tasks run 250 ms, so the kill (made as soon
@@ -257,9 +258,9 @@ def render(outcomes):
         f"{TARGET_MS} ms, judged on the p90.",
         f"- **saturated**: maps of {SATURATED_MAP_TASKS} × "
         f"{recovery_tasks.TASK_SECONDS * 1e3:g} ms tasks, `chunksize=1`. Every worker holds "
-        "its full credit of 2 batches, so the re-queued task waits until some worker "
-        "finishes a task: a slot frees within one task time "
-        f"({recovery_tasks.TASK_SECONDS * 1e3:g} ms) at most.\n"
+        "its full credit of 2 batches, so the killed one lost two together, and each must "
+        "run alone: the re-queued task waits until some worker finishes both of its own, "
+        f"within two task times ({2 * recovery_tasks.TASK_SECONDS * 1e3:g} ms).\n"
         f"- **free slot**: maps of {WORKERS} tasks of {FREE_SLOT_TASK_S * 1e3:g} ms on "
         f"{WORKERS} workers (fewer than 2 per worker), the kill made once all {WORKERS} run: "
         "every worker has a free slot, so this is detection plus re-queueing alone.",

@@ -1,4 +1,4 @@
-"""Task functions of the crash-recovery benchmark.
+"""Task functions of the crash-recovery and chaos benchmarks.
 
 A module of their own so that workers import them as ``bench.recovery_tasks``
 (``bench.recovery`` runs as ``__main__``, whose functions would be pickled by
@@ -21,6 +21,12 @@ def square(x):
 def slow_square(x):
     """A 50 ms task."""
     time.sleep(TASK_SECONDS)
+    return square(x)
+
+
+def square_after(x, seconds):
+    """Sleep ``seconds``, then answer: the mixed-length task of the chaos benchmark."""
+    time.sleep(seconds)
     return square(x)
 
 

@@ -22,6 +22,9 @@ PEERS = "peers"  # bench/run.py
 SCALE = "scale"  # bench/scale.py
 RECOVERY = "crash recovery"  # bench/recovery.py
 KUBERNETES = "kubernetes"  # bench/kubernetes.py
+CHAOS = "chaos"  # bench/chaos.py
+SOAK = "soak"  # bench/soak.py
+BAD_INPUT = "bad input"  # bench/bad_input.py
 
 _ANY_MARKER = re.compile(r"<!-- (end of )?bench section: ")
 

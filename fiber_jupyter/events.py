@@ -83,7 +83,7 @@ class CallStarted(PoolEvent):
 
 @dataclass(frozen=True)
 class TaskRetried(PoolEvent):
-    """Tasks of a lost worker were dispatched again, to ``worker_id``."""
+    """Tasks lost with worker ``lost_on`` at ``lost_at`` were dispatched again, to ``worker_id``."""
 
     job_id: int
     label: str
@@ -92,6 +92,7 @@ class TaskRetried(PoolEvent):
     attempt: int
     worker_id: str
     lost_at: float
+    lost_on: str
 
 
 @dataclass(frozen=True)

@@ -110,6 +110,7 @@ class Batch:
     # The worker exits charged to this batch, e.g. ["w3: exit -9 (SIGKILL)"].
     losses: List[str] = field(default_factory=list)
     lost_at: Optional[float] = None
+    lost_on: Optional[str] = None  # the worker it was last lost with
     # Lost along with other batches on one worker: any of them may have killed it,
     # so it runs alone on a worker from now on, where a loss is surely its own.
     suspect: bool = False

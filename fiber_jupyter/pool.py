@@ -41,9 +41,9 @@ _job_ids = itertools.count()
 
 
 class _ApiState(enum.Enum):
-    RUN = "RUN"
-    CLOSE = "CLOSE"
-    TERMINATE = "TERMINATE"
+    RUN = "running"
+    CLOSE = "closed"
+    TERMINATE = "terminated"
 
 
 def _check_options(initializer: Optional[Callable], max_retries: int,
@@ -289,7 +289,8 @@ class Pool:
 
     def _check_running(self) -> None:
         if self._state is not _ApiState.RUN:
-            raise PoolStateError(f"Pool not running: {self.name} is {self._state.value}")
+            raise PoolStateError(f"Pool not running: pool {self.name!r} was {self._state.value}; "
+                                 "make a new one")
         if self._scheduler.state is PoolState.BROKEN:
             raise BrokenPoolError(f"pool {self.name} is broken: {self._scheduler.broken_reason}")
 

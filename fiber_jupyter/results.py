@@ -61,6 +61,12 @@ def wait_slices(timeout: Optional[float]) -> Iterator[Optional[float]]:
         hook()
 
 
+# libzmq receives small messages into shared 8 KB buffers, and a frame kept from
+# one pins the whole buffer. A chunk can wait long (a map returns once all of them
+# are in), so frames below this size are copied out when the chunk is made.
+COPY_FRAMES_BELOW = 64 * 1024
+
+
 class Chunk:
     """The outcomes of items ``[start, start + count)``: pickled frames or a failure."""
 
@@ -71,7 +77,7 @@ class Chunk:
         self.start = start
         self.count = count
         self.errors = errors
-        self._frames = frames
+        self._frames = None if frames is None else [_own_copy(frame) for frame in frames]
         self._failure = failure
 
     @classmethod
@@ -85,7 +91,12 @@ class Chunk:
         if self._failure is not None:
             return [TaskFailure(self._failure, "")] * self.count
         data, *buffers = self._frames
-        return serialization.loads(data.buffer, [frame.buffer for frame in buffers])
+        return serialization.loads(memoryview(data), [memoryview(frame) for frame in buffers])
+
+
+def _own_copy(frame: Any) -> Any:
+    """``frame``, or for a small one a copy that pins no receive buffer (COPY_FRAMES_BELOW)."""
+    return bytes(memoryview(frame)) if len(frame) < COPY_FRAMES_BELOW else frame
 
 
 def _unwrap(outcome: Any) -> Any:
@@ -204,12 +215,18 @@ class AsyncResult:
         if self._failure is not None:
             return False, self._failure
         values: List[Any] = []
-        try:
-            for chunk in sorted(self._chunks, key=lambda c: c.start):
+        for chunk in sorted(self._chunks, key=lambda c: c.start):
+            try:
                 outcomes = chunk.outcomes()
-                values.extend(outcomes if not chunk.errors else map(_unwrap, outcomes))
-        except BaseException as exc:  # a task's own exception, or an unpickling failure
-            return False, exc
+            except Exception as exc:  # a result that cannot be unpickled here
+                return False, exc
+            # Not caught: a KeyboardInterrupt while unpickling is the caller's, not
+            # the call's outcome; the chunks stay, so the next get() has the values.
+            if chunk.errors:  # the first task that raised, in item order
+                failure = next((o for o in outcomes if isinstance(o, TaskFailure)), None)
+                if failure is not None:
+                    return False, failure.to_exception()
+            values.extend(outcomes)
         return True, values[0] if self._single else values
 
 

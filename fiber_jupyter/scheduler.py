@@ -537,6 +537,7 @@ class Scheduler(threading.Thread):
                 self._withdraw(batch)
                 continue
             batch.lost_at = time.time()
+            batch.lost_on = worker.worker_id
             batch.suspect = batch.suspect or len(held) > 1
             if len(held) == 1:
                 batch.losses.append(f"{worker.worker_id}: {reason}")
@@ -566,13 +567,23 @@ class Scheduler(threading.Thread):
             self._finish_job(job)
 
     def _next_batch(self, alone: bool) -> Optional[Batch]:
-        """The next batch to send; a suspect only to a worker it will have to itself."""
+        """The next batch to send; a suspect only to a worker it will have to itself.
+
+        While a suspect waits, no worker gets a second batch: the first worker
+        to finish the one it holds takes the suspect, instead of the suspect
+        waiting for a new worker or the end of the queue.
+        """
+        suspect_waits = False
         for batch in list(self._retries):
             if batch.state is not BatchState.QUEUED or batch.job.finished:
                 self._retries.remove(batch)
             elif alone or not batch.suspect:
                 self._retries.remove(batch)
                 return batch
+            else:
+                suspect_waits = True
+        if suspect_waits:
+            return None
         while self._feeding:
             job = self._feeding[0]
             if job.undispatched <= 0 or job.finished:
@@ -615,7 +626,7 @@ class Scheduler(threading.Thread):
         if batch.lost_at is not None:
             self._emit(TaskRetried(self.config.name, job.job_id, job.label, batch.start,
                                    batch.stop, batch.attempts, worker.worker_id,
-                                   batch.lost_at))
+                                   batch.lost_at, batch.lost_on))
 
     def _send(self, worker: WorkerRecord, message: Any, body: list = (),
               control: bool = False) -> None:

@@ -17,6 +17,11 @@ def slow_square(x, seconds=0.02):
     return x * x
 
 
+def slow_square_pair(pair):
+    """``slow_square`` for imap: the item is the (x, seconds) pair."""
+    return slow_square(*pair)
+
+
 def sleep_then_return(seconds, value=None):
     time.sleep(seconds)
     return value
@@ -92,3 +97,16 @@ def record_then_die(x, record_dir):
     with open(os.path.join(record_dir, f"{x}-{os.getpid()}"), "w"):
         pass
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+
+def square_or_die_once_at_gate(x, gate, marker_dir):
+    """Without a ``gate``, ``slow_square``; with one, die once (``kill_self_once``) when it exists.
+
+    The test decides when the worker dies, and what it holds by then.
+    """
+    if gate is None:
+        return slow_square(x)
+    while not os.path.exists(gate):
+        time.sleep(0.01)
+    return kill_self_once(x, marker_dir)

@@ -8,9 +8,17 @@ and after each a ``map`` on the same pool to show the mistake left it usable:
 - a function that cannot be pickled fails the call at submission, in the
   caller; arguments that cannot be pickled fail at ``get()``; results that
   cannot be pickled fail as ``MaybeEncodingError`` naming the value;
-- an exception that cannot be re-created in the master arrives as
-  ``fiber_jupyter.RemoteError`` naming its type and message;
+- pool options out of range (``max_retries``, ``heartbeat_timeout``,
+  ``start_timeout``, ``initializer``) fail the constructor, naming the option;
+- an exception that cannot be sent back (its arguments cannot be pickled) or
+  cannot be re-created in the master arrives as ``fiber_jupyter.RemoteError``
+  naming its type and message, with the worker's traceback;
+- a result too large for memory, whether building it or pickling it to send it
+  back, fails that task (``MemoryError``, or ``MaybeEncodingError`` naming the
+  value), with the task's own line in the worker's traceback;
 - ``sys.exit()`` in a task is that task's ``SystemExit``, not the worker's end;
+  ``os._exit(0)`` ends the worker, which is a loss like any other exit: the
+  task fails with ``WorkerLostError`` naming it and its exits, never a result;
 - a non-callable function is a ``TypeError``; calls after ``close()`` or
   ``terminate()`` and ``join()`` on a running pool are ``ValueError``;
 - a function (or argument) from a module only the master can import fails
@@ -29,11 +37,16 @@ import types
 import pytest
 
 import fiber_jupyter
+from bench.bad_input_tasks import (build_a_result_larger_than_memory, call_os_exit,
+                                   call_sys_exit, raise_holding_a_lock, raise_needs_code,
+                                   return_a_lock,
+                                   return_a_result_larger_than_memory_when_pickled)
 
 MASTER_ONLY_MODULE = "fiber_master_only_module"
 
 
-# Tasks (module level, so workers import them by reference) -------------------
+# Tasks (module level, so workers import them by reference); the mistakes
+# themselves are the bad-input benchmark's, in bench.bad_input_tasks. ---------
 
 def square(x):
     return x * x
@@ -45,26 +58,6 @@ def add(x, y):
 
 def getpid():
     return os.getpid()
-
-
-def exit_with(code):
-    sys.exit(code)
-
-
-def return_a_lock(_=None):
-    return threading.Lock()
-
-
-class NeedsCode(Exception):
-    """Pickles fine, but unpickling calls ``NeedsCode(message)`` without ``code``."""
-
-    def __init__(self, message, *, code):
-        super().__init__(message)
-        self.code = code
-
-
-def raise_needs_code(x):
-    raise NeedsCode(f"bad item {x}", code=7)
 
 
 def assert_still_works(pool):
@@ -100,6 +93,22 @@ def test_scale_to_a_size_that_is_not_a_positive_integer_raises_value_error(pool,
     with pytest.raises(ValueError, match=re.escape(message)):
         pool.scale(size)
     assert pool.status().target == 4
+    assert_still_works(pool)
+
+
+@pytest.mark.parametrize("option, value, error, message", [
+    ("max_retries", -1, ValueError, "max_retries must be a non-negative integer, got -1"),
+    ("max_retries", 1.5, ValueError, "max_retries must be a non-negative integer, got 1.5"),
+    ("heartbeat_timeout", 0, ValueError,
+     "heartbeat_timeout must be a positive number of seconds, got 0"),
+    ("start_timeout", "60", ValueError,
+     "start_timeout must be a positive number of seconds, got '60'"),
+    ("initializer", 42, TypeError, "initializer must be callable, got 42"),
+])
+def test_pool_option_out_of_range_fails_the_constructor_naming_the_option(
+        pool, option, value, error, message):
+    with pytest.raises(error, match=f"^{re.escape(message)}$"):
+        fiber_jupyter.Pool(1, **{option: value})
     assert_still_works(pool)
 
 
@@ -176,6 +185,47 @@ def test_exception_that_cannot_be_unpickled_arrives_as_remote_error(pool):
     assert_still_works(pool)
 
 
+@pytest.mark.timeout(60)
+def test_exception_whose_arguments_cannot_be_pickled_arrives_as_remote_error(make_pool):
+    p = make_pool(1)
+    worker = p.apply_async(getpid).get(timeout=30)
+    with pytest.raises(fiber_jupyter.RemoteError) as info:
+        p.apply_async(raise_holding_a_lock, (5,)).get(timeout=30)
+    error = info.value
+    assert str(error) == "HoldsALock: bad item 5"
+    assert (error.type_name, error.message) == ("HoldsALock", "bad item 5")
+    assert 'raise HoldsALock(f"bad item {x}", threading.Lock())' in error.traceback_text
+    assert p.apply_async(getpid).get(timeout=30) == worker
+    assert_still_works(p)
+
+
+# Results too large for memory ------------------------------------------------------------
+
+@pytest.mark.timeout(60)
+def test_a_result_too_large_to_build_is_that_tasks_memory_error(make_pool):
+    p = make_pool(1)
+    worker = p.apply_async(getpid).get(timeout=30)
+    with pytest.raises(MemoryError) as info:
+        p.apply_async(build_a_result_larger_than_memory).get(timeout=30)
+    remote = str(info.value.__cause__)
+    assert "in build_a_result_larger_than_memory" in remote
+    assert "return bytearray(_twice_the_memory())" in remote
+    assert p.apply_async(getpid).get(timeout=30) == worker
+    assert_still_works(p)
+
+
+@pytest.mark.timeout(60)
+def test_a_result_too_large_to_send_back_is_maybe_encoding_error_naming_it(make_pool):
+    p = make_pool(1)
+    worker = p.apply_async(getpid).get(timeout=30)
+    with pytest.raises(multiprocessing.pool.MaybeEncodingError) as info:
+        p.map(return_a_result_larger_than_memory_when_pickled, range(3))
+    assert str(info.value) == ("Error sending result: '<LargerThanMemoryWhenPickled>'. "
+                               "Reason: 'MemoryError()'")
+    assert p.apply_async(getpid).get(timeout=30) == worker
+    assert_still_works(p)
+
+
 # Tasks that misbehave ------------------------------------------------------------------
 
 @pytest.mark.timeout(60)
@@ -183,9 +233,20 @@ def test_sys_exit_in_a_task_is_that_tasks_system_exit_and_the_worker_survives(ma
     p = make_pool(1)
     worker = p.apply_async(getpid).get(timeout=30)
     with pytest.raises(SystemExit) as info:
-        p.apply_async(exit_with, (3,)).get(timeout=30)
+        p.apply_async(call_sys_exit, (3,)).get(timeout=30)
     assert info.value.code == 3
     assert p.apply_async(getpid).get(timeout=30) == worker
+    assert_still_works(p)
+
+
+@pytest.mark.timeout(60)
+def test_os_exit_0_in_a_task_is_a_lost_worker_not_a_result(make_pool):
+    p = make_pool(1, max_retries=1)
+    with pytest.raises(fiber_jupyter.WorkerLostError) as info:
+        p.apply_async(call_os_exit, (0,)).get(timeout=30)
+    message = str(info.value)
+    assert message.startswith("task 0 of apply(call_os_exit) failed: it lost its worker 2 times (")
+    assert [exit.split(": ")[1] for exit in info.value.exits] == ["exit 0", "exit 0"]
     assert_still_works(p)
 
 
@@ -224,7 +285,7 @@ def test_use_after_close_or_terminate_raises_value_error_saying_not_running(
         pool, make_pool, stop, call):
     p = make_pool(1)
     getattr(p, stop)()
-    message = f"Pool not running: {p.name} is {stop.upper()}"
+    message = f"Pool not running: pool {p.name!r} was {stop}d; make a new one"
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
         CALLS[call](p)
     assert_still_works(pool)

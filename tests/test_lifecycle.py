@@ -27,25 +27,6 @@ def _resources():
     return threading.active_count(), me.num_fds()
 
 
-@pytest.mark.timeout(180)
-def test_20_create_use_terminate_cycles_leak_no_threads_fds_or_processes():
-    _one_cycle()  # warm-up: imports and lazily created singletons
-    gc.collect()
-    threads_before, fds_before = _resources()
-    for _ in range(20):
-        _one_cycle()
-    gc.collect()
-    assert _resources() == (threads_before, fds_before)
-    assert worker_pids() == []
-
-
-def _one_cycle():
-    pool = fiber_jupyter.Pool(2)
-    assert pool.map(tasks.square, range(20)) == [x * x for x in range(20)]
-    pool.terminate()
-    pool.join()
-
-
 def test_close_then_join_lets_work_finish_and_stops_workers():
     pool = fiber_jupyter.Pool(2)
     result = pool.map_async(tasks.slow_square, range(20), chunksize=1)
@@ -136,15 +117,6 @@ def test_functions_and_classes_defined_in_main_after_the_pool_started_work():
     """)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split("\n")[:3] == ["[10, 11, 12]", "22", "[0, -1, -2]"]
-
-
-def test_an_idle_pool_answers_at_once_after_a_pause(make_pool):
-    pool = make_pool(2, heartbeat_timeout=1.5)
-    pool.map(tasks.square, range(4))
-    # Idle for two heartbeat timeouts (twelve heartbeats): nothing is resent or dropped.
-    threading.Event().wait(3.0)
-    assert pool.map_async(tasks.square, range(10)).get(timeout=10) == [x * x for x in range(10)]
-    assert pool.status().lost == 0
 
 
 def test_the_last_event_of_a_pool_says_how_it_closed():

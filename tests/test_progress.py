@@ -125,7 +125,7 @@ def test_a_worker_loss_is_noted_in_every_running_call_and_so_is_its_replacement(
     tracker.on_event(WorkerStarting("p", "w-5"))
     tracker.on_event(WorkerLost("p", "w-3", "exit -9 (SIGKILL)", -9, 4))
     tracker.on_event(WorkerStarting("p", "w-6"))
-    tracker.on_event(TaskRetried("p", 2, "map(f2)", 4, 8, 2, "w-6", 0.0))
+    tracker.on_event(TaskRetried("p", 2, "map(f2)", 4, 8, 2, "w-6", 0.0, "w-3"))
     assert factory.opened[1].notes == [
         "worker w-3 lost: exit -9 (SIGKILL); 4 tasks re-queued",
         "replacement worker w-6 starting"]

@@ -32,6 +32,7 @@ def test_sigkill_mid_map_requeues_its_tasks_and_every_result_arrives_once(make_p
     assert result.get(timeout=60) == [x * x for x in range(60)]
     retried = events.next(TaskRetried)
     assert retried.worker_id != victim.worker_id
+    assert retried.lost_on == victim.worker_id
     assert retried.attempt == 2
 
 
@@ -122,6 +123,30 @@ def test_a_task_whose_result_was_still_being_sent_is_not_blamed_for_the_next_one
     with pytest.raises(WorkerLostError) as caught:
         pool.starmap(tasks.big_result_or_die, [(0, 1), (1, 1)], chunksize=1)
     assert caught.value.task == "task 1 of starmap(big_result_or_die)"
+
+
+def test_tasks_lost_together_run_again_before_the_rest_of_the_queue(
+        make_pool, tmp_path, monkeypatch):
+    """A worker holding two batches dies: either may be to blame, so each must run
+    alone. With no replacement worker coming, the surviving worker stops taking a
+    second batch until it has run them, rather than leaving them for the end."""
+    pool = make_pool(2, name="suspects")
+    wait_for(lambda: pool.status().live == 2, what="both workers")
+    monkeypatch.setattr(local, "worker_command",
+                        lambda launch: [sys.executable, "-c", "raise SystemExit(3)"])
+    events = EventRecorder(pool)
+    gate = tmp_path / "gate"
+    jobs = [(x, gate if x == 0 else None, tmp_path) for x in range(300)]
+    result = pool.starmap_async(tasks.square_or_die_once_at_gate, jobs, chunksize=1)
+    # Both workers were idle: each got two tasks at once, and task 0 holds its worker.
+    wait_for(lambda: pool.status().tasks_done >= 2, what="the map to be under way")
+    gate.touch()
+    lost = events.next(WorkerLost)
+    assert lost.requeued == 2
+    retried = events.next(TaskRetried, where=lambda e: e.start == 0)
+    assert pool.status().tasks_done < 150  # left for the end, it would run after 297
+    assert retried.lost_on == lost.worker_id
+    assert result.get(timeout=120) == [x * x for x in range(300)]
 
 
 def test_once_a_call_failed_none_of_its_tasks_runs_again(make_pool, tmp_path):

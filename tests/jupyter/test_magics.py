@@ -19,13 +19,14 @@ from ..conftest import wait_for
 from .kernel import WAIT_LIVE, shown, start_kernel, usage_error, worker_processes
 
 NO_POOLS = "no pools in this kernel; start one with %fiber_pool"
+# The kernel's KUBECONFIG: a path that cannot exist (/dev/null is no directory).
+NO_KUBECONFIG = os.path.join(os.devnull, "kubeconfig")
 
 
 @pytest.fixture(scope="module")
 def kernel(tmp_path_factory):
     """A kernel with the extension loaded; at the end it is shut down with a pool running."""
-    running = start_kernel(tmp_path_factory.mktemp("kernel"),
-                           env={"KUBECONFIG": str(tmp_path_factory.mktemp("no-cluster") / "none")})
+    running = start_kernel(tmp_path_factory.mktemp("kernel"), env={"KUBECONFIG": NO_KUBECONFIG})
     try:
         assert running.run("%load_ext fiber_jupyter") == shown()
         yield running
@@ -84,7 +85,7 @@ def test_a_pool_is_started_used_scaled_shown_and_shut_down(shell):
     ("%fiber_pool 2 --bogus", "unrecognized arguments: --bogus"),
     ("%fiber_pool 2 3", "unrecognized arguments: 3"),
     ("%fiber_pool 2 --backend kubernetes",
-     "no Kubernetes cluster to run on: Invalid kube-config file. No configuration found. "
+     f"no Kubernetes cluster to run on: no kubeconfig at {NO_KUBECONFIG} "
      "(outside a cluster, set KUBECONFIG or pass Kubernetes(kubeconfig=..., context=...))"),
     ("%fiber_pool 2 --cpu 2", "--cpu applies to remote backends only, not to backend 'local'"),
     ("%fiber_pool --memory 4Gi --image python:3.11-slim",
@@ -234,7 +235,8 @@ def test_shutdown_says_what_it_stopped_and_what_still_refers_to_it(shell):
 
 def test_a_terminated_pool_cannot_be_scaled_and_is_replaced_by_fiber_pool(shell):
     assert shell.run("%fiber_pool 1\npool.terminate()").error is None
-    assert shell.run("%fiber_scale 2") == usage_error("Pool not running: pool is TERMINATE")
+    assert shell.run("%fiber_scale 2") == usage_error(
+        "Pool not running: pool 'pool' was terminated; make a new one")
     assert shell.run("%fiber_pool 1").stdout == (
         "started pool 'pool' (local, 1 worker), replacing the stopped one; "
         "bound to `pool`, which held pool 'pool' (stopped)\n")

@@ -687,6 +687,7 @@ class FakeKubeApi:
         self._expiries: List[_Rule] = []
         self._holds: List[_Rule] = []
         self._requests: List[RequestRecord] = []
+        self._served: Counter = Counter()  # injected errors answered, per (verb, resource, code)
         self._watches: Set[_WatchState] = set()
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
@@ -826,6 +827,25 @@ class FakeKubeApi:
     def list_objects(self, resource: str, namespace: Optional[str] = None) -> List[Dict[str, Any]]:
         return copy.deepcopy(self.registry.select(resource, namespace)[0])
 
+    def delete_object(self, resource: str, namespace: str, name: str) -> bool:
+        """Delete at once (grace 0) as another client would, straight in the store: no
+        request is counted or faulted, so a test's own deletions never take the faults it
+        injected for the code under test. Watchers see DELETED. False if it was not there."""
+        try:
+            self.registry.delete(resource, namespace, name, {"gracePeriodSeconds": 0})
+        except ApiError as err:
+            if err.code == 404:
+                return False
+            raise
+        return True
+
+    def faults_served(self, verb: Optional[str] = None, resource: Optional[str] = None,
+                      code: Optional[int] = None) -> int:
+        """How many injected errors (``fail_next``) were answered; None matches anything."""
+        with self._lock:
+            return sum(n for (v, r, c), n in self._served.items()
+                       if verb in (None, v) and resource in (None, r) and code in (None, c))
+
     @property
     def resource_version(self) -> int:
         return self.registry.resource_version
@@ -874,6 +894,8 @@ class FakeKubeApi:
         rule = self._take(self._faults, route, kubelet)
         if rule is None:
             return None
+        with self._lock:
+            self._served[(route.verb, route.resource, rule.code)] += 1
         name = route.name or _body_name(body)
         message = rule.message or _DEFAULT_MESSAGES.get(rule.code, "injected failure")
         message = message.format(resource=route.base, name=name)

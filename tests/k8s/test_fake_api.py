@@ -570,6 +570,28 @@ def test_server_errors(fake_cluster: FakeCluster) -> None:
     assert missing.value.status == 404
 
 
+def test_served_faults_are_counted(fake_cluster: FakeCluster) -> None:
+    fake_cluster.api.fail_next("create", "pods", count=2, code=503)
+    for _ in range(2):
+        with pytest.raises(ApiException):
+            create(fake_cluster, "s", **IDLE)
+    create(fake_cluster, "s", **IDLE)
+    assert fake_cluster.api.faults_served("create", "pods", 503) == 2
+    assert fake_cluster.api.faults_served(code=500) == 0
+
+
+def test_delete_object_bypasses_faults_and_counters(fake_cluster: FakeCluster) -> None:
+    create(fake_cluster, "gone", **IDLE)
+    fake_cluster.api.fail_next("delete", "pods", code=500)
+    fake_cluster.api.reset_counts()
+    assert fake_cluster.api.delete_object("pods", NS, "gone")
+    assert fake_cluster.pod("gone") is None and fake_cluster.api.count() == 0
+    assert not fake_cluster.api.delete_object("pods", NS, "gone")
+    with pytest.raises(ApiException) as injected:  # still waiting for the code under test
+        fake_cluster.core.delete_namespaced_pod("gone", NS)
+    assert injected.value.status == 500
+
+
 def test_delay_hook(fake_cluster: FakeCluster) -> None:
     fake_cluster.api.set_delay(0.3, "list", "pods")
     began = time.monotonic()

@@ -113,12 +113,18 @@ class KubernetesBackend(Backend):
             return
         self._closing.set()
         if self._started:
-            self._calls.submit(self._delete_everything).result()
+            # On the caller's thread, not the request pool: at interpreter exit (a pool
+            # never closed, closed by weakref.finalize) concurrent.futures already refuses
+            # new work, and the pods and the Secret would be left behind.
+            self._delete_everything()
             self._await_exits()
         self._calls.shutdown(wait=True)
         if self._watch is not None:
             self._watch.stop()
             self._watch.join(timeout=CLOSE_TIMEOUT)
+        # Its pooled keep-alive connections: a closed pool the notebook still holds
+        # would keep them open until garbage collection.
+        self._api.api_client.close()
 
     # Starting --------------------------------------------------------------
 
@@ -162,7 +168,7 @@ class KubernetesBackend(Backend):
             late = pod.stop_requested or self._closing.is_set()
             pod.deleting = pod.deleting or late
         if late:
-            self._delete_pod(pod.name)
+            self._delete_pod(pod.name, persist=True)
 
     def _manifest(self, launch: WorkerLaunch) -> Dict[str, Any]:
         config = self._config
@@ -188,12 +194,15 @@ class KubernetesBackend(Backend):
             pod.deleting = True
         self._delete_pod(pod.name)
 
-    def _delete_pod(self, name: str) -> None:
+    def _delete_pod(self, name: str, persist: bool = False) -> None:
+        """Delete a pod by name. ``persist``: retry even while the pool closes, for a
+        pod created after the close deleted the pool's collection; no one else would."""
         from kubernetes.client.exceptions import ApiException
 
+        give_up = threading.Event() if persist else self._closing
         try:
-            self._request(self._api.delete_namespaced_pod, name, self._namespace,
-                          grace_period_seconds=0)
+            api_calls.call(lambda: self._api.delete_namespaced_pod(
+                name, self._namespace, grace_period_seconds=0), give_up)
         except ApiException as exc:
             if exc.status != 404:
                 log.warning("could not delete pod %s: %s", name, api_calls.describe(exc))

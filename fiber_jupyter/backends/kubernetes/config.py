@@ -16,6 +16,7 @@ is used and an image is required.
 
 from __future__ import annotations
 
+import copy
 import os
 import socket
 from dataclasses import dataclass, field
@@ -26,6 +27,14 @@ from ...errors import FiberError
 
 SERVICE_ACCOUNT_DIR = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 IN_CLUSTER_VARIABLE = "KUBERNETES_SERVICE_HOST"
+# Seconds the first request (GET /version) may take to connect, and then to be
+# answered. Without them a kubeconfig naming a host that drops packets would
+# leave Pool() waiting for the operating system's TCP timeout (minutes); a
+# closed port is refused at once. Generous for any cluster that is up.
+PROBE_CONNECT_TIMEOUT = 5.0
+PROBE_READ_TIMEOUT = 15.0
+NO_CLUSTER_HINT = ("(outside a cluster, set KUBECONFIG or pass "
+                   "Kubernetes(kubeconfig=..., context=...))")
 
 
 class KubernetesConfigError(FiberError, ValueError):
@@ -126,6 +135,7 @@ def connect(config: Kubernetes) -> tuple:
 
     From the service account in a cluster, else from the kubeconfig.
     """
+    import yaml
     from kubernetes import client
     from kubernetes import config as kube_config
 
@@ -139,14 +149,64 @@ def connect(config: Kubernetes) -> tuple:
         return api, namespace, _notebook_pod(api, own_namespace() or namespace)
     # KUBECONFIG as it is now: the client reads it once, when first imported.
     kubeconfig = config.kubeconfig or os.environ.get("KUBECONFIG") or None
+    where = kubeconfig or kube_config.KUBE_CONFIG_DEFAULT_LOCATION
+    if not any(os.path.exists(os.path.expanduser(path)) for path in where.split(os.pathsep)):
+        # The client would say "Invalid kube-config file", naming no file.
+        raise KubernetesConfigError(
+            f"no Kubernetes cluster to run on: no kubeconfig at {where} {NO_CLUSTER_HINT}")
     try:
         kube_config.load_kube_config(config_file=kubeconfig, context=config.context,
                                      client_configuration=configuration)
         contexts, active = kube_config.list_kube_config_contexts(config_file=kubeconfig)
     except (kube_config.ConfigException, OSError) as exc:
         raise KubernetesConfigError(
-            f"no Kubernetes cluster to run on: {exc} (outside a cluster, set KUBECONFIG or "
-            f"pass Kubernetes(kubeconfig=..., context=...))") from None
+            f"no Kubernetes cluster to run on: {exc} {NO_CLUSTER_HINT}") from None
+    except yaml.YAMLError as exc:
+        detail = " ".join(str(exc).split())  # YAML's messages span lines
+        raise KubernetesConfigError(
+            f"no Kubernetes cluster to run on: {where} is not valid YAML: {detail}") from None
+    except TypeError as exc:  # YAML, but a list or a string where the client wants a mapping
+        raise KubernetesConfigError(
+            f"no Kubernetes cluster to run on: {where} is not a kubeconfig: {exc}") from None
     chosen = next((c for c in contexts if c["name"] == config.context), active)
     namespace = config.namespace or chosen["context"].get("namespace") or "default"
+    _check_reachable(configuration, f"context {chosen['name']!r} of {where}")
     return client.CoreV1Api(client.ApiClient(configuration)), namespace, None
+
+
+def _check_reachable(configuration: Any, source: str) -> None:
+    """Fail now, naming the server, if the API server does not answer at all.
+
+    Otherwise the first requests are those creating the pool's Secret and
+    pods, and an unreachable server would surface only after the pool gave
+    up on five workers. Any HTTP answer, even an error, means it is reachable.
+    """
+    import urllib3
+    from kubernetes import client
+
+    probing = copy.copy(configuration)
+    probing.retries = False  # one attempt: urllib3 retries a timeout three more times
+    api_client = client.ApiClient(probing)
+    try:
+        client.VersionApi(api_client).get_code(
+            _request_timeout=(PROBE_CONNECT_TIMEOUT, PROBE_READ_TIMEOUT))
+        return
+    except urllib3.exceptions.HTTPError as exc:
+        why = _innermost(exc)
+    except client.exceptions.ApiException as exc:
+        if exc.status:  # an HTTP answer, even an error: the server is there
+            return
+        why = " ".join(str(exc.reason).split())  # status 0: the client's wrapped TLS failure
+    finally:
+        api_client.close()
+    raise KubernetesConfigError(
+        f"cannot reach the Kubernetes API server at {configuration.host} ({source}): {why}")
+
+
+def _innermost(exc: BaseException) -> str:
+    """The root cause of a urllib3 error, e.g. "[Errno 111] Connection refused"."""
+    while True:
+        inner = getattr(exc, "reason", None) or exc.__cause__
+        if not isinstance(inner, BaseException):
+            return str(exc)
+        exc = inner

@@ -1,0 +1,72 @@
+"""Specification: an adaptive pool's target follows its backlog, within bounds, without flapping."""
+
+from __future__ import annotations
+
+import pytest
+
+from fiber_jupyter.adaptive import Adaptation, AdaptSettings
+
+
+def adaptation(minimum=2, maximum=64, idle_after=60.0, target_duration=5.0) -> Adaptation:
+    return Adaptation(AdaptSettings(minimum, maximum, idle_after, target_duration))
+
+
+def test_with_nothing_to_do_it_wants_the_minimum():
+    assert adaptation(minimum=3).needed(0, None) == 3
+
+
+def test_it_wants_workers_enough_to_finish_the_backlog_in_the_target_duration():
+    # 100 tasks of 1 s: 100 s of work, 5 s wanted: 20 workers.
+    assert adaptation().needed(100, 1.0) == 20
+
+
+def test_never_more_workers_than_outstanding_tasks_nor_than_the_maximum():
+    assert adaptation().needed(10, 60.0) == 10
+    assert adaptation(maximum=8).needed(100, 60.0) == 8
+
+
+def test_quick_tasks_do_not_grow_the_pool():
+    assert adaptation().needed(1000, 0.001) == 2
+
+
+def test_before_any_timing_the_backlog_alone_grows_nothing():
+    assert adaptation().needed(1000, None) == 2
+
+
+def test_it_grows_at_once():
+    policy = adaptation()
+    assert policy.target(current=2, outstanding_tasks=100, seconds_per_task=1.0, now=0.0) == 20
+
+
+def test_it_shrinks_only_after_a_surplus_lasting_idle_after():
+    policy = adaptation(idle_after=60.0)
+    assert policy.target(20, 0, 1.0, now=0.0) == 20
+    assert policy.target(20, 0, 1.0, now=59.0) == 20
+    assert policy.target(20, 0, 1.0, now=60.0) == 2
+
+
+def test_new_work_during_the_surplus_restarts_the_wait():
+    policy = adaptation(idle_after=60.0)
+    policy.target(20, 0, 1.0, now=0.0)
+    assert policy.target(20, 100, 1.0, now=30.0) == 20  # needed again: the surplus ended
+    assert policy.target(20, 0, 1.0, now=70.0) == 20  # a new surplus, 0 s old
+    assert policy.target(20, 0, 1.0, now=130.0) == 2
+
+
+def test_it_shrinks_to_the_most_it_needed_during_the_surplus():
+    policy = adaptation(idle_after=60.0)
+    policy.target(20, 0, 1.0, now=0.0)
+    policy.target(20, 40, 1.0, now=10.0)  # 8 needed
+    assert policy.target(20, 0, 1.0, now=60.0) == 8
+
+
+@pytest.mark.parametrize("settings, message", [
+    ((0, 4), "adapt minimum must be a positive integer, got 0"),
+    ((2, 1.5), "adapt maximum must be a positive integer, got 1.5"),
+    ((8, 4), "adapt minimum 8 is larger than maximum 4"),
+    ((1, 4, 0), "adapt idle_after must be a positive number of seconds, got 0"),
+    ((1, 4, 60, "5"), "adapt target_duration must be a positive number of seconds, got '5'"),
+])
+def test_bad_settings_raise_value_error_naming_them(settings, message):
+    with pytest.raises(ValueError, match=f"^{message}$"):
+        AdaptSettings(*settings)
