@@ -12,8 +12,8 @@ from .errors import (BrokenPoolError, FiberError, InitializerError, PoolSizeErro
                      PoolStateError, PoolTerminatedError, RemoteError, RemoteTraceback,
                      ResultEncodingError, TaskCancelled, TimeoutError, WorkerLostError)
 from .events import (CallStarted, EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskRetried,
-                     TasksFailed, WorkerLost, WorkerReady, WorkerStarting, WorkerStopped,
-                     WorkerWaiting)
+                     TaskSpeculated, TasksFailed, WorkerLost, WorkerReady, WorkerStarting,
+                     WorkerStopped, WorkerWaiting)
 from .pool import Pool
 from .results import AsyncResult, IMapIterator
 from .status import PoolStatus, WorkerInfo, WorkerOutput
@@ -32,9 +32,9 @@ __all__ = [
     "AsyncResult", "BrokenPoolError", "CallStarted", "EventStream", "FiberError", "IMapIterator",
     "InitializerError", "Pool", "PoolClosed", "PoolEvent", "PoolSizeError", "PoolStateError",
     "PoolStatus", "PoolTerminatedError", "Progress", "RemoteError", "RemoteTraceback",
-    "ResultEncodingError", "Scaled", "TaskCancelled", "TaskRetried", "TasksFailed",
-    "TimeoutError", "WorkerLost", "WorkerLostError", "WorkerReady", "WorkerStarting",
-    "WorkerInfo", "WorkerOutput", "WorkerStopped", "WorkerWaiting",
+    "ResultEncodingError", "Scaled", "TaskCancelled", "TaskRetried", "TaskSpeculated",
+    "TasksFailed", "TimeoutError", "WorkerLost", "WorkerLostError", "WorkerReady",
+    "WorkerStarting", "WorkerInfo", "WorkerOutput", "WorkerStopped", "WorkerWaiting",
 ]
 
 

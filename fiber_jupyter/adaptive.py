@@ -8,8 +8,9 @@ of the workers the next cell needs. The gap between the two is the hysteresis
 that keeps the size from flapping at the end of every map.
 
 Work is measured in seconds: outstanding tasks times the seconds a task takes
-(measured by the pool; before any task has finished, the time the call has
-been running, which a task that has not finished has taken at least). So a
+(measured by the pool; before any task of a call has finished, the time the
+call has been running, which a task that has not finished has taken at least,
+so a call of long tasks grows the pool more the longer it runs). So a
 thousand 1 ms tasks do not start a thousand workers, while a hundred tasks of
 a minute each soon get a hundred. Workers still starting count toward the
 target, so a slow scheduler (pods pending) never leads to more requests.
@@ -22,6 +23,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from typing import Optional
+
+from .errors import PoolSizeError
 
 IDLE_AFTER = 60.0
 TARGET_DURATION = 5.0
@@ -40,9 +43,10 @@ class AdaptSettings:
         for name in ("minimum", "maximum"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"adapt {name} must be a positive integer, got {value!r}")
+                raise PoolSizeError(f"adapt {name} must be a positive integer, got {value!r}")
         if self.minimum > self.maximum:
-            raise ValueError(f"adapt minimum {self.minimum} is larger than maximum {self.maximum}")
+            raise PoolSizeError(
+                f"adapt minimum {self.minimum} is larger than maximum {self.maximum}")
         for name in ("idle_after", "target_duration"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
@@ -62,10 +66,10 @@ class Adaptation:
         self._surplus_since: Optional[float] = None
         self._needed_during_surplus = 0
 
-    def target(self, current: int, outstanding_tasks: int,
-               seconds_per_task: Optional[float], now: float) -> int:
+    def target(self, current: int, outstanding_tasks: int, outstanding_seconds: float,
+               now: float) -> int:
         """The target for now: ``current`` unless the backlog says otherwise."""
-        needed = self.needed(outstanding_tasks, seconds_per_task)
+        needed = self.needed(outstanding_tasks, outstanding_seconds)
         if needed >= current:
             self._surplus_since = None
             return needed
@@ -78,11 +82,10 @@ class Adaptation:
         self._surplus_since = None
         return self._needed_during_surplus
 
-    def needed(self, outstanding_tasks: int, seconds_per_task: Optional[float]) -> int:
+    def needed(self, outstanding_tasks: int, outstanding_seconds: float) -> int:
         """Workers enough to finish the backlog in ``target_duration``, within the bounds."""
         settings = self.settings
         if outstanding_tasks <= 0:
             return settings.minimum
-        work = outstanding_tasks * (seconds_per_task or 0.0)
-        wanted = min(outstanding_tasks, math.ceil(work / settings.target_duration))
+        wanted = min(outstanding_tasks, math.ceil(outstanding_seconds / settings.target_duration))
         return max(settings.minimum, min(settings.maximum, wanted))

@@ -11,7 +11,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Tuple
 
 log = logging.getLogger(__name__)
 
@@ -96,6 +96,24 @@ class TaskRetried(PoolEvent):
 
 
 @dataclass(frozen=True)
+class TaskSpeculated(PoolEvent):
+    """Tasks running long on ``running_on`` were also sent to the idle ``worker_id``.
+
+    The first result wins and the other copy is cancelled. ``seconds`` is how
+    long they had run; ``typical`` what the call's tasks take on average.
+    """
+
+    job_id: int
+    label: str
+    start: int
+    stop: int
+    worker_id: str
+    running_on: str
+    seconds: float
+    typical: float
+
+
+@dataclass(frozen=True)
 class TasksFailed(PoolEvent):
     """Tasks failed: they lost their worker once more than ``max_retries`` allows."""
 
@@ -127,11 +145,16 @@ class Progress(PoolEvent):
 
 @dataclass(frozen=True)
 class Scaled(PoolEvent):
-    """The target size or the live worker counts changed."""
+    """The target size, the live worker counts or the sizing mode changed.
+
+    ``adapt`` is ``(minimum, maximum)`` while the pool adapts its target to
+    its backlog, None while the size is set by hand.
+    """
 
     target: int
     live: int
     pending: int
+    adapt: Optional[Tuple[int, int]] = None
 
 
 @dataclass(frozen=True)

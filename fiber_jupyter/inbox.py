@@ -1,6 +1,6 @@
 """How other threads talk to the scheduler's I/O thread: commands plus a wakeup.
 
-User threads (``submit``, ``scale``, ``cancel``, ``close``, ``terminate``) and
+User threads (``submit``, ``scale``, ``adapt``, ``cancel``, ``close``, ``terminate``) and
 the backend's thread (worker exits) append a command and write one byte to a
 pipe that the I/O thread polls alongside its sockets, as CPython's
 ``concurrent.futures`` does with its ``_ThreadWakeup``. No thread but the I/O
@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Iterator, Optional
 
+from .adaptive import AdaptSettings
 from .backends import WorkerExit
 from .jobs import Job
 
@@ -47,6 +48,11 @@ class Submit:
 @dataclass
 class Scale:
     target: int
+
+
+@dataclass
+class Adapt:
+    settings: AdaptSettings
 
 
 @dataclass

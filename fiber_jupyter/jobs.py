@@ -46,6 +46,8 @@ class Job:
     items: List[Any]
     chunksize: Optional[int]
     sink: ResultSink
+    # Whether a straggling batch may also run on an idle worker (Pool's speculate).
+    speculate: bool = True
     started: float = field(default_factory=time.monotonic)
     dispatched: int = 0
     done: int = 0
@@ -70,6 +72,18 @@ class Job:
     def seconds_per_item(self) -> Optional[float]:
         """Mean time in the user's function per item so far; None before any result."""
         return self._seconds / self._timed_items if self._timed_items else None
+
+    def seconds_per_item_so_far(self, now: float) -> float:
+        """``seconds_per_item``, or before any result a lower bound of it.
+
+        A batch that has run for the call's age without finishing has items
+        of at least that age divided by its size, on average.
+        """
+        measured = self.seconds_per_item()
+        if measured is not None:
+            return measured
+        running = [batch.count for batch in self.batches if batch.state is BatchState.RUNNING]
+        return (now - self.started) / max(running) if running else 0.0
 
     def record_timing(self, items: int, seconds: float) -> None:
         self._seconds += seconds
@@ -111,6 +125,9 @@ class Batch:
     losses: List[str] = field(default_factory=list)
     lost_at: Optional[float] = None
     lost_on: Optional[str] = None  # the worker it was last lost with
+    sent_at: float = 0.0  # time.monotonic() when it was last sent to a worker
+    # The worker running a speculative copy, if any: the first result wins.
+    copy_on: Optional[str] = None
     # Lost along with other batches on one worker: any of them may have killed it,
     # so it runs alone on a worker from now on, where a loss is surely its own.
     suspect: bool = False

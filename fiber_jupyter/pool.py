@@ -18,7 +18,7 @@ import warnings
 import weakref
 from typing import Any, Callable, Iterable, List, Optional, Tuple, Union
 
-from . import live_pools
+from . import adaptive, live_pools
 from . import progress as progress_displays
 from . import serialization
 from .errors import (BrokenPoolError, PoolSizeError, PoolStateError, TaskCancelled,
@@ -81,6 +81,12 @@ class Pool:
     - ``start_timeout``: seconds a new worker may take to connect (for pods: to
       be scheduled, pull its image and connect); after it, the worker counts as
       a failed start, with the reason its backend gave.
+    - ``speculate``: when a call's queue is empty and workers sit idle, run a
+      copy of each task that has taken far longer than the call's typical
+      one (a straggler: a slow node, a stalled process) on an idle worker;
+      the first result wins and the other copy is cancelled. A task may then
+      run twice, as after a lost worker: turn it off (here, or per call with
+      ``speculate=False``) for tasks with side effects. Default True.
     - ``progress``: how calls that run longer than half a second show their
       progress. ``None`` (default): widgets in a notebook with the extension
       loaded, a text bar when standard error is a terminal, nothing otherwise
@@ -93,7 +99,7 @@ class Pool:
                  initargs: Iterable[Any] = (), maxtasksperchild: Optional[int] = None, *,
                  backend: Union[None, str, BackendFactory] = None, name: Optional[str] = None,
                  max_retries: int = 2, heartbeat_timeout: float = 30.0,
-                 start_timeout: float = 60.0,
+                 start_timeout: float = 60.0, speculate: bool = True,
                  progress: Union[None, bool, progress_displays.DisplayFactory] = None) -> None:
         _check_options(initializer, max_retries, heartbeat_timeout, start_timeout)
         display_factory = _display_factory(progress)
@@ -105,6 +111,7 @@ class Pool:
                                  size, init, lifetime, max_retries, float(heartbeat_timeout),
                                  float(start_timeout))
         self.name = config.name
+        self.speculate = bool(speculate)
         self.events = EventStream()
         self._call_observers: List[CallObserver] = []
         self._notifier = Notifier(self.name)
@@ -154,7 +161,7 @@ class Pool:
     # Size --------------------------------------------------------------------
 
     def scale(self, n: int) -> None:
-        """Set the target number of workers; the pool converges to it.
+        """Set the target number of workers; the pool converges to it (and stops adapting).
 
         Safe from any thread, also while another thread is blocked in ``map``.
         New workers take tasks as soon as they connect; surplus workers stop
@@ -163,6 +170,21 @@ class Pool:
         n = _positive_int("pool size", n)
         self._check_running()
         self._scheduler.scale(n)
+
+    def adapt(self, minimum: int, maximum: int, idle_after: float = adaptive.IDLE_AFTER,
+              target_duration: float = adaptive.TARGET_DURATION) -> None:
+        """Let the size follow the backlog, between ``minimum`` and ``maximum`` workers.
+
+        The pool grows as soon as its outstanding work would take longer than
+        ``target_duration`` seconds on the workers it has, and shrinks once it
+        has had more than it needs for ``idle_after`` seconds. Workers still
+        starting count, so slow starts never cause extra requests.
+        ``scale(n)`` switches adapting off; ``status().adapt`` says whether it
+        is on. Safe from any thread.
+        """
+        settings = adaptive.AdaptSettings(minimum, maximum, idle_after, target_duration)
+        self._check_running()
+        self._scheduler.adapt(settings)
 
     # Code on every worker ----------------------------------------------------
 
@@ -195,51 +217,64 @@ class Pool:
 
     # Calls -------------------------------------------------------------------
 
-    def apply(self, func: Callable, args: Tuple = (), kwds: Optional[dict] = None) -> Any:
-        return self.apply_async(func, args, kwds).get()
+    # Every call takes ``speculate``: None follows the pool's setting; False
+    # never runs a copy of this call's tasks (see Pool), True allows it.
+
+    def apply(self, func: Callable, args: Tuple = (), kwds: Optional[dict] = None, *,
+              speculate: Optional[bool] = None) -> Any:
+        return self.apply_async(func, args, kwds, speculate=speculate).get()
 
     def apply_async(self, func: Callable, args: Tuple = (), kwds: Optional[dict] = None,
                     callback: Optional[Callable] = None,
-                    error_callback: Optional[Callable] = None) -> AsyncResult:
+                    error_callback: Optional[Callable] = None, *,
+                    speculate: Optional[bool] = None) -> AsyncResult:
         result = AsyncResult(1, True, callback, error_callback, self._notifier.post)
-        self._submit(func, [(tuple(args), dict(kwds or {}))], CallMode.APPLY, None, result)
+        self._submit(func, [(tuple(args), dict(kwds or {}))], CallMode.APPLY, None, result,
+                     speculate)
         return result
 
-    def map(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None) -> List:
-        return self.map_async(func, iterable, chunksize).get()
+    def map(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None, *,
+            speculate: Optional[bool] = None) -> List:
+        return self.map_async(func, iterable, chunksize, speculate=speculate).get()
 
     def map_async(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None,
                   callback: Optional[Callable] = None,
-                  error_callback: Optional[Callable] = None) -> AsyncResult:
-        return self._map_async(func, iterable, chunksize, CallMode.ONE, callback, error_callback)
+                  error_callback: Optional[Callable] = None, *,
+                  speculate: Optional[bool] = None) -> AsyncResult:
+        return self._map_async(func, iterable, chunksize, CallMode.ONE, callback, error_callback,
+                               speculate)
 
     def starmap(self, func: Callable, iterable: Iterable,
-                chunksize: Optional[int] = None) -> List:
-        return self.starmap_async(func, iterable, chunksize).get()
+                chunksize: Optional[int] = None, *, speculate: Optional[bool] = None) -> List:
+        return self.starmap_async(func, iterable, chunksize, speculate=speculate).get()
 
     def starmap_async(self, func: Callable, iterable: Iterable, chunksize: Optional[int] = None,
                       callback: Optional[Callable] = None,
-                      error_callback: Optional[Callable] = None) -> AsyncResult:
-        return self._map_async(func, iterable, chunksize, CallMode.STAR, callback, error_callback)
+                      error_callback: Optional[Callable] = None, *,
+                      speculate: Optional[bool] = None) -> AsyncResult:
+        return self._map_async(func, iterable, chunksize, CallMode.STAR, callback, error_callback,
+                               speculate)
 
     def imap(self, func: Callable, iterable: Iterable,
-             chunksize: Optional[int] = None) -> IMapIterator:
+             chunksize: Optional[int] = None, *,
+             speculate: Optional[bool] = None) -> IMapIterator:
         """Results in order, as they become available.
 
         Like every call, it reads the whole input before returning (CPython's
         pool does so eagerly too, in a thread); an endless generator never returns.
         ``chunksize=None`` batches automatically, where CPython's default is 1.
         """
-        return self._imap(func, iterable, chunksize, ordered=True)
+        return self._imap(func, iterable, chunksize, True, speculate)
 
     def imap_unordered(self, func: Callable, iterable: Iterable,
-                       chunksize: Optional[int] = None) -> IMapIterator:
+                       chunksize: Optional[int] = None, *,
+                       speculate: Optional[bool] = None) -> IMapIterator:
         """Results in the order they finish; otherwise as :meth:`imap`."""
-        return self._imap(func, iterable, chunksize, ordered=False)
+        return self._imap(func, iterable, chunksize, False, speculate)
 
     def _map_async(self, func: Callable, iterable: Iterable, chunksize: Optional[int],
                    mode: CallMode, callback: Optional[Callable],
-                   error_callback: Optional[Callable]) -> AsyncResult:
+                   error_callback: Optional[Callable], speculate: Optional[bool]) -> AsyncResult:
         self._check_running()
         chunksize = _optional_chunksize(chunksize)
         items, input_error = _consume(iterable, chunksize)
@@ -248,28 +283,29 @@ class Pool:
             result._fail(input_error)
             result._wake()
             return result
-        self._submit(func, items, mode, chunksize, result)
+        self._submit(func, items, mode, chunksize, result, speculate)
         return result
 
     def _imap(self, func: Callable, iterable: Iterable, chunksize: Optional[int],
-              ordered: bool) -> IMapIterator:
+              ordered: bool, speculate: Optional[bool]) -> IMapIterator:
         self._check_running()
         chunksize = _optional_chunksize(chunksize)
         items, input_error = _consume(iterable, chunksize)
         iterator = IMapIterator(len(items), ordered, input_error)
-        self._submit(func, items, CallMode.ONE, chunksize, iterator,
+        self._submit(func, items, CallMode.ONE, chunksize, iterator, speculate,
                      "imap" if ordered else "imap_unordered")
         return iterator
 
     def _submit(self, func: Callable, items: List[Any], mode: CallMode,
-                chunksize: Optional[int], sink: Any, call: Optional[str] = None) -> None:
+                chunksize: Optional[int], sink: Any, speculate: Optional[bool],
+                call: Optional[str] = None) -> None:
         self._check_running()
         if not callable(func):
             raise TypeError(f"{func!r} is not callable")
         job_id = next(_job_ids)
         label = f"{call or _call_name(mode)}({getattr(func, '__qualname__', repr(func))})"
         job = Job(job_id, label, serialization.dumps_inline(func), int(mode), items,
-                  chunksize, sink)
+                  chunksize, sink, speculate=self.speculate if speculate is None else speculate)
         self._announce(CallStarted(self.name, job_id, label, len(items)))
         scheduler = self._scheduler  # not self: a pending result must not keep the pool alive
         sink._on_cancel(lambda: _cancelled(scheduler, job_id, label))

@@ -15,7 +15,12 @@ it on send; that identity is the worker id the master assigned at launch.
 
 Trust: nothing is decoded before ZeroMQ has authenticated the connection (the
 ZAP handshake in :mod:`fiber_jupyter.security`). A peer without the pool's
-secret never completes it, so none of its frames reach :func:`decode`.
+secret never completes it, so none of its frames reach :func:`decode`. What an
+authenticated peer sends is still checked, since a bug or a version mix there
+must not crash the other side: :func:`decode` raises ProtocolError unless every
+field has its declared type, and :func:`done_problem` says when a Done does not
+answer its batch. The master stops a worker that sends either; a worker logs
+such a message from its master and skips it.
 
 Master to worker: Welcome (reply to Hello, carries the initializer), Run,
 Cancel, Stop. Worker to master: Hello, Ready (initializer done or failed),
@@ -24,8 +29,12 @@ Done, Heartbeat.
 
 from __future__ import annotations
 
+import math
 import pickle
-from typing import Any, Dict, List, NamedTuple, Optional, Sequence, Tuple, Type
+import reprlib
+import typing
+from typing import (Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple, Type,
+                    Union)
 
 # A worker's second connection (heartbeats, cancels) uses its id plus this.
 CONTROL_SUFFIX = "/control"
@@ -163,10 +172,65 @@ def decode(frames: Sequence[Any]) -> Tuple[Any, List[Any]]:
     if cls is None:
         raise ProtocolError(f"unknown message kind {_as_bytes(kind)[:8]!r}")
     try:
-        fields = pickle.loads(_as_bytes(header))
-        return cls(*fields), body
+        message = cls(*pickle.loads(_as_bytes(header)))
     except Exception as exc:
         raise ProtocolError(f"malformed {cls.__name__} header: {exc}") from exc
+    _check_fields(message)
+    return message, body
+
+
+def done_problem(done: Done, batch_count: int, body: Sequence[Any]) -> Optional[str]:
+    """What makes ``done`` no answer to a batch of ``batch_count`` items, or None.
+
+    A worker sends one outcome per item, counts its failures among them and
+    times its calls; the master counts tasks, delivers outcomes and sizes
+    batches from these numbers, so a Done that breaks them must not be taken.
+    """
+    if done.count != batch_count:
+        return f"Done {done.batch_id} has {done.count} outcomes for a batch of {batch_count}"
+    if not 0 <= done.errors <= done.count:
+        return f"Done {done.batch_id} counts {done.errors} errors among {done.count} outcomes"
+    if not 0 <= done.seconds < math.inf:
+        return f"Done {done.batch_id} took {done.seconds!r} s"
+    if not body:
+        return f"Done {done.batch_id} carries no outcomes"
+    return None
+
+
+def _check_fields(message: Any) -> None:
+    """Raise ProtocolError unless every field has the type its class declares.
+
+    Handlers index dicts with ids, count with counts and iterate tuples: a
+    field of another type would raise in the middle of the master's I/O loop
+    or the worker's task loop, far from the frame that caused it.
+    """
+    for (name, declared, fits), value in zip(_FIELD_CHECKS[type(message)], message):
+        if not fits(value):
+            shown = declared.__name__ if isinstance(declared, type) else str(declared)
+            raise ProtocolError(f"malformed {type(message).__name__} header: {name} must be "
+                                f"{shown.replace('typing.', '')}, got {reprlib.repr(value)}")
+
+
+def _fits(declared: Any) -> Callable[[Any], bool]:
+    """A test for values of a field type of the kinds messages use: a class,
+    Optional[X] and Tuple[X, ...]; a float field takes an int too."""
+    origin, arguments = typing.get_origin(declared), typing.get_args(declared)
+    if origin is Union:
+        options = [_fits(option) for option in arguments]
+        return lambda value: any(fits(value) for fits in options)
+    if origin is tuple:
+        item_fits = _fits(arguments[0])
+        return lambda value: isinstance(value, tuple) and all(map(item_fits, value))
+    expected = (int, float) if declared is float else declared
+    return lambda value: isinstance(value, expected)
+
+
+# Per message type, each field's name, declared type and test, in field order.
+_FIELD_CHECKS: Dict[Type[Any], List[Tuple[str, Any, Callable[[Any], bool]]]] = {
+    cls: [(name, declared, _fits(declared))
+          for name, declared in typing.get_type_hints(cls).items()]
+    for cls in MESSAGE_TYPES.values()
+}
 
 
 def _as_bytes(frame: Any) -> bytes:

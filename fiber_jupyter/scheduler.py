@@ -47,8 +47,9 @@ from .backends import Backend, WorkerExit, WorkerLaunch
 from .errors import (BrokenPoolError, InitializerError, PoolStateError, PoolTerminatedError,
                      TaskCancelled, WorkerLostError)
 from .events import (EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskRetried,
-                     WorkerWaiting,
+                     TaskSpeculated, WorkerWaiting,
                      TasksFailed, WorkerLost, WorkerReady, WorkerStarting, WorkerStopped)
+from .adaptive import Adaptation, AdaptSettings
 from .executions import ExecutionRun, SetupSteps
 from .jobs import Batch, BatchState, Job
 from .results import Chunk
@@ -68,6 +69,10 @@ MAX_START_FAILURES = 5
 # with each further failure in a row, up to MAX_START_BACKOFF.
 START_BACKOFF = 0.25
 MAX_START_BACKOFF = 30.0
+# A running batch is a straggler once it has run this many times the call's
+# typical time for its size, and at least SPECULATE_MIN_SECONDS.
+SPECULATE_FACTOR = 3.0
+SPECULATE_MIN_SECONDS = 0.1
 
 
 @dataclass(frozen=True)
@@ -138,11 +143,15 @@ class Scheduler(threading.Thread):
         self._next_report = 0.0
         self._target_changed = False
         self._last_scaled: Optional[tuple] = None
+        # Set while the target follows the backlog (pool.adapt); pool.scale clears it.
+        self._adaptation: Optional[Adaptation] = None
+        self._next_adapt = 0.0
+        self._next_speculation = 0.0
         # Callers to release for what arrived this turn, in the order it arrived, just
         # before the loop sleeps: a result sink's wake, an execution's answer.
         self._to_wake: List[Callable[[], None]] = []
         self._command_handlers: Dict[type, Callable[[Any], None]] = {
-            inbox.Submit: self._on_submit, inbox.Scale: self._on_scale,
+            inbox.Submit: self._on_submit, inbox.Scale: self._on_scale, inbox.Adapt: self._on_adapt,
             inbox.Cancel: self._on_cancel, inbox.Close: self._on_close,
             inbox.Terminate: self._on_terminate, inbox.WorkerEnded: self._on_worker_ended,
             inbox.ListWorkers: self._on_list_workers, inbox.Execute: self._on_execute,
@@ -173,6 +182,9 @@ class Scheduler(threading.Thread):
         if not self._inbox.put(inbox.Submit(job)):
             job.sink._fail(self._refusal())
             job.sink._wake()
+
+    def adapt(self, settings: AdaptSettings) -> None:
+        self._inbox.put(inbox.Adapt(settings))
 
     def scale(self, target: int) -> None:
         self._inbox.put(inbox.Scale(target))
@@ -234,6 +246,7 @@ class Scheduler(threading.Thread):
             if self._router in ready:
                 self._receive()
             self._check_heartbeats()
+            self._adapt()
             self._reconcile()
             self._dispatch()
             self._report()
@@ -269,7 +282,16 @@ class Scheduler(threading.Thread):
             self._finish_job(job)
 
     def _on_scale(self, command: inbox.Scale) -> None:
-        self._target = command.target
+        self._adaptation = None
+        self._set_target(command.target)
+
+    def _on_adapt(self, command: inbox.Adapt) -> None:
+        self._adaptation = Adaptation(command.settings)
+        self._target_changed = True
+        self._next_adapt = 0.0
+
+    def _set_target(self, target: int) -> None:
+        self._target = target
         self._target_changed = True
         self._reconcile_needed = True
 
@@ -398,7 +420,7 @@ class Scheduler(threading.Thread):
             try:
                 message, body = protocol.decode(frames[1:])
             except protocol.ProtocolError as exc:
-                log.error("worker %s sent a bad message: %s", worker.worker_id, exc)
+                self._expel(worker, str(exc))
                 continue
             worker.last_seen = time.monotonic()
             self._handle(worker, message, body)
@@ -412,6 +434,19 @@ class Scheduler(threading.Thread):
             self._on_ready(worker, message)
         elif isinstance(message, protocol.Executed):
             self._on_executed(worker, message)
+
+    def _expel(self, worker: WorkerRecord, problem: str) -> None:
+        """Stop a worker that broke the protocol; the batches it holds run again elsewhere.
+
+        Its connection is authenticated, so this is a bug or a version mix, not
+        an attack. Ignoring the message instead could leave a call waiting
+        forever for the result it should have carried.
+        """
+        if worker.kill_reason is None:  # the first problem is the one worth reading
+            log.error("fiber_jupyter pool %r: worker %s sent a malformed message (%s); "
+                      "stopping it", self.config.name, worker.worker_id, problem)
+            worker.kill_reason = f"sent a malformed message: {problem}"
+        self._backend.stop(worker.worker_id)
 
     def _on_hello(self, worker: WorkerRecord, hello: protocol.Hello) -> None:
         if hello.protocol != protocol.PROTOCOL_VERSION:
@@ -439,6 +474,11 @@ class Scheduler(threading.Thread):
         self._emit(WorkerReady(self.config.name, worker.worker_id, worker.pid, worker.host))
 
     def _on_done(self, worker: WorkerRecord, done: protocol.Done, body: list) -> None:
+        held = worker.in_flight.get(done.batch_id)
+        problem = None if held is None else protocol.done_problem(done, held.count, body)
+        if problem is not None:
+            self._expel(worker, problem)
+            return
         batch = self._workers.release(worker, done.batch_id)
         if batch is None or batch.state is BatchState.DONE:
             self._after_release(worker)
@@ -475,10 +515,13 @@ class Scheduler(threading.Thread):
         self._to_wake.clear()
 
     def _withdraw(self, batch: Batch) -> None:
-        holder = self._workers.get(batch.worker_id) if batch.state is BatchState.RUNNING else None
-        if holder is not None and batch.batch_id in holder.in_flight:
-            self._workers.release(holder, batch.batch_id)
-            self._send(holder, protocol.Cancel((batch.batch_id,)), control=True)
+        """The batch is over: cancel it wherever it still runs (a speculative copy too)."""
+        holders = (batch.worker_id, batch.copy_on) if batch.state is BatchState.RUNNING else ()
+        for holder in filter(None, map(self._workers.get, filter(None, holders))):
+            if batch.batch_id in holder.in_flight:
+                self._workers.release(holder, batch.batch_id)
+                self._send(holder, protocol.Cancel((batch.batch_id,)), control=True)
+        batch.copy_on = None
         batch.state = BatchState.DONE
         batch.frames = []
         batch.job.batches.discard(batch)
@@ -528,13 +571,19 @@ class Scheduler(threading.Thread):
         charged; they become suspects, which run alone on a worker from now on,
         where a loss is surely their own. A task that kills workers never takes
         innocent neighbours down with it. Batches of a call that has already
-        failed are dropped, not run again.
+        failed are dropped, not run again; a batch whose speculative copy (or
+        original) still runs on another worker just goes on there.
         """
         requeued = 0
         held = [b for b in worker.in_flight.values() if b.state is BatchState.RUNNING]
         for batch in held:
             if batch.job.finished:
                 self._withdraw(batch)
+                continue
+            if batch.copy_on is not None:  # the other copy goes on alone
+                if batch.worker_id == worker.worker_id:
+                    batch.worker_id = batch.copy_on
+                batch.copy_on = None
                 continue
             batch.lost_at = time.time()
             batch.lost_on = worker.worker_id
@@ -597,6 +646,7 @@ class Scheduler(threading.Thread):
 
     def _dispatch(self) -> None:
         if not (self._retries or self._feeding):
+            self._speculate()
             return
         # Breadth first: every idle worker gets a batch before any worker gets a
         # second one, so two long tasks on two workers run in parallel.
@@ -611,6 +661,19 @@ class Scheduler(threading.Thread):
 
     def _send_batch(self, worker: WorkerRecord, batch: Batch) -> None:
         job = batch.job
+        self._send_run(worker, batch)
+        batch.state = BatchState.RUNNING
+        batch.worker_id = worker.worker_id
+        batch.sent_at = time.monotonic()
+        batch.attempts += 1
+        if batch.lost_at is not None:
+            self._emit(TaskRetried(self.config.name, job.job_id, job.label, batch.start,
+                                   batch.stop, batch.attempts, worker.worker_id,
+                                   batch.lost_at, batch.lost_on))
+
+    def _send_run(self, worker: WorkerRecord, batch: Batch) -> None:
+        """Send ``batch`` to ``worker``, with the call's function if it lacks it."""
+        job = batch.job
         include_function = job.job_id not in worker.known_jobs
         run = protocol.Run(batch.batch_id, job.job_id, job.mode, batch.count,
                            include_function, tuple(worker.forget))
@@ -619,14 +682,42 @@ class Scheduler(threading.Thread):
         self._send(worker, run, [function_frame, *batch.frames])
         worker.known_jobs.add(job.job_id)
         job.known_by.add(worker.worker_id)
-        batch.state = BatchState.RUNNING
-        batch.worker_id = worker.worker_id
-        batch.attempts += 1
         self._workers.assign(worker, batch)
-        if batch.lost_at is not None:
-            self._emit(TaskRetried(self.config.name, job.job_id, job.label, batch.start,
-                                   batch.stop, batch.attempts, worker.worker_id,
-                                   batch.lost_at, batch.lost_on))
+
+    def _speculate(self) -> None:
+        """Copy the most overdue running batches to idle workers; the first result wins.
+
+        Only when nothing is queued (so no copy takes a worker from fresh
+        work) and at most every PROGRESS_INTERVAL. Suspects never get a copy:
+        one of them may be what kills workers.
+        """
+        now = time.monotonic()
+        if now < self._next_speculation:
+            return
+        self._next_speculation = now + PROGRESS_INTERVAL
+        idle = [w for w in self._workers.hungry() if not w.in_flight]
+        if not idle:
+            return
+        overdue = sorted((b for job in self._jobs.values() if job.speculate
+                          for b in job.batches if self._straggles(b, now)),
+                         key=lambda b: b.sent_at)
+        for worker, batch in zip(idle, overdue):
+            self._send_run(worker, batch)
+            batch.copy_on = worker.worker_id
+            typical = batch.job.seconds_per_item() * batch.count
+            self._emit(TaskSpeculated(self.config.name, batch.job.job_id, batch.job.label,
+                                      batch.start, batch.stop, worker.worker_id,
+                                      batch.worker_id, now - batch.sent_at, typical))
+
+    @staticmethod
+    def _straggles(batch: Batch, now: float) -> bool:
+        """A lone running copy, far past the call's typical time for its size."""
+        per_item = batch.job.seconds_per_item()
+        if (batch.state is not BatchState.RUNNING or batch.copy_on is not None
+                or batch.suspect or per_item is None):
+            return False
+        limit = max(SPECULATE_FACTOR * per_item * batch.count, SPECULATE_MIN_SECONDS)
+        return now - batch.sent_at > limit
 
     def _send(self, worker: WorkerRecord, message: Any, body: list = (),
               control: bool = False) -> None:
@@ -641,6 +732,21 @@ class Scheduler(threading.Thread):
             log.debug("could not send %s to %s: %s", type(message).__name__, worker.worker_id, exc)
 
     # Size, liveness, reporting -----------------------------------------------
+
+    def _adapt(self) -> None:
+        """Let an adaptive pool's target follow its backlog, every PROGRESS_INTERVAL."""
+        now = time.monotonic()
+        if self._adaptation is None or now < self._next_adapt:
+            return
+        self._next_adapt = now + PROGRESS_INTERVAL
+        outstanding = sum(job.total - job.done for job in self._jobs.values())
+        work = sum((job.total - job.done) * job.seconds_per_item_so_far(now)
+                   for job in self._jobs.values())
+        target = self._adaptation.target(self._target, outstanding, work, now)
+        if target != self._target:
+            log.info("fiber_jupyter pool %r: adapting from %d to %d workers for %d tasks",
+                     self.config.name, self._target, target, outstanding)
+            self._set_target(target)
 
     def _reconcile(self) -> None:
         if self._launch_deferred and time.monotonic() >= self._launch_not_before:
@@ -727,7 +833,7 @@ class Scheduler(threading.Thread):
         for job in self._jobs.values():
             self._emit_progress(job, finished=False)
         self.status = self._snapshot()
-        scaled = (self.status.target, self.status.live, self.status.pending)
+        scaled = (self.status.target, self.status.live, self.status.pending, self.status.adapt)
         if scaled != self._last_scaled:
             self._last_scaled = scaled
             self._emit(Scaled(self.config.name, *scaled))
@@ -752,7 +858,9 @@ class Scheduler(threading.Thread):
             pending=counts[WorkerState.STARTING], busy=self._workers.busy,
             idle=counts[WorkerState.READY] - self._workers.busy, lost=self._lost_total,
             tasks_queued=queued, tasks_running=self._workers.running_items,
-            tasks_done=self._tasks_done)
+            tasks_done=self._tasks_done,
+            adapt=None if self._adaptation is None else (self._adaptation.settings.minimum,
+                                                         self._adaptation.settings.maximum))
 
     # Ending ------------------------------------------------------------------
 

@@ -23,7 +23,8 @@ class PoolStatus(NamedTuple):
     ``target`` is the size asked for, ``live`` the workers connected (the
     ones draining before a scale-down included), ``pending`` those starting;
     ``busy`` and ``idle`` split the live ones; ``lost`` counts workers that
-    ended without being asked, since the pool started.
+    ended without being asked, since the pool started. ``adapt`` is the
+    ``(minimum, maximum)`` of an adaptive pool, None while its size is manual.
     """
 
     state: str
@@ -36,6 +37,7 @@ class PoolStatus(NamedTuple):
     tasks_queued: int
     tasks_running: int
     tasks_done: int
+    adapt: Optional[Tuple[int, int]] = None
 
 
 class WorkerInfo(NamedTuple):

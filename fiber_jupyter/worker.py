@@ -157,7 +157,12 @@ class ControlLink(threading.Thread):
                       self._options.worker_id)
 
     def _receive(self) -> None:
-        message, _ = protocol.decode(self._dealer.recv_multipart())
+        try:
+            message, _ = protocol.decode(self._dealer.recv_multipart())
+        except protocol.ProtocolError as exc:  # this thread must keep the heartbeats going
+            log.error("worker %s: ignored a malformed control message from the master: %s",
+                      self._options.worker_id, exc)
+            return
         if isinstance(message, protocol.Cancel):
             self._running.cancel(message.batch_ids, self._main_thread)
 
@@ -225,6 +230,11 @@ class TaskRunner:
                 if isinstance(message, protocol.Stop):
                     break
                 self._handle(message, body)
+            except protocol.ProtocolError as exc:
+                # The master is authenticated: this is a bug or a version mix, not an
+                # attack. Say so and carry on; a crash would only lose the batches held.
+                log.error("worker %s: ignored a malformed message from the master: %s",
+                          self._hello.worker_id, exc)
             except TaskInterrupted:
                 log.debug("batch interrupted")
             finally:
@@ -237,8 +247,10 @@ class TaskRunner:
         if isinstance(message, protocol.Welcome):
             error = self._initialize(message.initializer)
             self._send(protocol.Ready(error, None) if error else self._set_up(message.setup))
-        elif isinstance(message, protocol.Run) and self._running.begin(message.batch_id):
-            self._run(message, body)
+        elif isinstance(message, protocol.Run):
+            self._learn(message, body)
+            if self._running.begin(message.batch_id):
+                self._run(message, body)
         elif isinstance(message, protocol.Execute):
             self._send(protocol.Executed(message.run_id, *namespace.run(message.code)))
 
@@ -261,34 +273,46 @@ class TaskRunner:
             return TaskFailure.capture(exc).traceback_text
         return None
 
-    def _run(self, run: protocol.Run, body: List[zmq.Frame]) -> None:
+    def _learn(self, run: protocol.Run, body: List[zmq.Frame]) -> None:
+        """Forget the functions of finished calls and keep this call's.
+
+        Also for a batch cancelled before it began (a speculative copy whose
+        other copy finished first): the master counts the function as
+        delivered and will not send it again with the call's next batch.
+        """
         for job_id in run.forget:
             self._functions.pop(job_id, None)
+        if not run.function_included:
+            return
+        try:
+            fn = serialization.loads(body[0].buffer)
+        except Exception as exc:
+            # Later batches of the job arrive without the function: they
+            # must fail with this same error, not with a missing-cache one.
+            self._functions[run.job_id] = exc
+            return
+        self._functions[run.job_id] = fn
+        namespace.share_with(fn)
+
+    def _run(self, run: protocol.Run, body: List[zmq.Frame]) -> None:
         try:
             fn, items = self._load(run, body)
         except Exception as exc:  # e.g. a module only the master can import
-            failure = TaskFailure.capture(exc)
-            self._reply(run, [failure] * run.count, run.count, 0.0)
+            failures = [TaskFailure.capture(exc)] * run.count
+            self._reply(run, failures, len(failures), 0.0)
             return
         started = time.perf_counter()
         results, errors = outcomes.call_all(fn, run.mode, items, reraise=(TaskInterrupted,))
         self._reply(run, results, errors, time.perf_counter() - started)
 
     def _load(self, run: protocol.Run, body: List[zmq.Frame]) -> tuple:
-        """The batch's function (cached per job) and its items."""
-        if run.function_included:
-            try:
-                self._functions[run.job_id] = serialization.loads(body[0].buffer)
-            except Exception as exc:
-                # Later batches of the job arrive without the function: they
-                # must fail with this same error, not with a missing-cache one.
-                self._functions[run.job_id] = exc
+        """The batch's function (kept by ``_learn``) and its items."""
         fn = self._functions[run.job_id]
         if isinstance(fn, Exception):
             raise fn
-        if run.function_included:
-            namespace.share_with(fn)
         items = serialization.loads(body[1].buffer, [frame.buffer for frame in body[2:]])
+        if not isinstance(items, list):  # the calls are counted and sliced
+            raise protocol.ProtocolError(f"a batch's items must be a list, got {type(items)}")
         return fn, items
 
     def _reply(self, run: protocol.Run, results: List[Any], errors: int, seconds: float) -> None:

@@ -110,3 +110,24 @@ def square_or_die_once_at_gate(x, gate, marker_dir):
     while not os.path.exists(gate):
         time.sleep(0.01)
     return kill_self_once(x, marker_dir)
+
+
+
+def square_or_straggle(x, marker_dir, straggle_seconds=120):
+    """``(x * x, pid)`` after 20 ms; but item 0, the first time, straggles.
+
+    The straggler sleeps ``straggle_seconds`` unless interrupted, which leaves
+    an ``interrupted`` file in ``marker_dir``; run again, it is quick. The pid
+    tells a test which copy's result won.
+    """
+    first_run = os.path.join(marker_dir, "started")
+    if x == 0 and not os.path.exists(first_run):
+        open(first_run, "w").close()
+        try:
+            time.sleep(straggle_seconds)
+        except BaseException:  # the worker's interrupt of a cancelled batch
+            open(os.path.join(marker_dir, "interrupted"), "w").close()
+            raise
+    else:
+        time.sleep(0.02)
+    return x * x, os.getpid()

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import abc
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, ClassVar, Optional, Sequence
 
 
 @dataclass(frozen=True)
 class WorkerLaunch:
-    """Everything a backend needs to start one worker."""
+    """Everything a backend needs to start one worker (its repr leaves out the secret)."""
 
     worker_id: str
     address: str
-    secret: str
+    secret: str = field(repr=False)
     heartbeat_interval: float
 
 
