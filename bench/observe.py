@@ -51,15 +51,20 @@ class EventLog:
 
     def latest(self, match):
         """The most recent event delivered so far for which ``match(event)`` is true, or None."""
+        self._take_delivered()
+        return next((event for event in reversed(self.seen) if match(event)), None)
+
+    def of(self, kind):
+        """Every event of ``kind`` delivered so far."""
+        self._take_delivered()
+        return [event for event in self.seen if isinstance(event, kind)]
+
+    def _take_delivered(self):
         while True:
             try:
                 self.seen.append(self._queue.get_nowait())
             except queue.Empty:
-                break
-        return next((event for event in reversed(self.seen) if match(event)), None)
-
-    def of(self, kind):
-        return [event for event in self.seen if isinstance(event, kind)]
+                return
 
 
 def start_pool(workers, timeout, **options):

@@ -30,6 +30,23 @@ def square_after(x, seconds):
     return square(x)
 
 
+_slowdown = None
+
+
+def square_after_slowed(x, seconds, slowed):
+    """``square_after``, but ten times slower (or as the file says) on one worker.
+
+    ``slowed`` names a file holding "PID FACTOR": the speculation benchmark's
+    slow node, read once per process.
+    """
+    global _slowdown
+    if _slowdown is None:
+        with open(slowed) as note:
+            pid, factor = note.read().split()
+        _slowdown = float(factor) if int(pid) == os.getpid() else 1.0
+    return square_after(x, seconds * _slowdown)
+
+
 def announced_square(job):
     """Tell the benchmark this task runs, and in which process, then sleep and answer.
 

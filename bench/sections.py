@@ -24,6 +24,7 @@ RECOVERY = "crash recovery"  # bench/recovery.py
 KUBERNETES = "kubernetes"  # bench/kubernetes.py
 CHAOS = "chaos"  # bench/chaos.py
 SOAK = "soak"  # bench/soak.py
+SPECULATION = "speculation"  # bench/speculation.py
 BAD_INPUT = "bad input"  # bench/bad_input.py
 
 _ANY_MARKER = re.compile(r"<!-- (end of )?bench section: ")

@@ -2,15 +2,16 @@
 
 The per-call progress displays and the pool widget's event log say the same
 things the same way: "worker w3 lost: exit -9 (SIGKILL); 4 tasks re-queued",
-"replacement worker w6 starting", "tasks 4-7 re-run on w6 (attempt 2)".
+"replacement worker w6 starting", "tasks 4-7 re-run on w6 (attempt 2)",
+"task 0 also sent to idle w5 (4.2 s on w1, typically 0.3 s)".
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
-from .events import (PoolEvent, TaskRetried, TasksFailed, WorkerLost, WorkerStarting,
-                     WorkerWaiting)
+from .events import (PoolEvent, TaskRetried, TasksFailed, TaskSpeculated, WorkerLost,
+                     WorkerStarting, WorkerWaiting)
 
 
 def task_range(start: int, stop: int) -> str:
@@ -41,6 +42,10 @@ class Incidents:
         if isinstance(event, TaskRetried):
             return (f"{task_range(event.start, event.stop)} re-run on {event.worker_id} "
                     f"(attempt {event.attempt})")
+        if isinstance(event, TaskSpeculated):
+            return (f"{task_range(event.start, event.stop)} also sent to idle {event.worker_id} "
+                    f"({event.seconds:.1f} s on {event.running_on}, "
+                    f"typically {event.typical:.1f} s)")
         if isinstance(event, TasksFailed):
             return f"{task_range(event.start, event.stop)} failed: {event.error}"
         if isinstance(event, WorkerWaiting) and event.reason != self._last_waiting:

@@ -128,6 +128,11 @@ class Batch:
     sent_at: float = 0.0  # time.monotonic() when it was last sent to a worker
     # The worker running a speculative copy, if any: the first result wins.
     copy_on: Optional[str] = None
+    copy_sent_at: float = 0.0
+
+    def sent_on(self, worker_id: str) -> float:
+        """When the copy held by ``worker_id`` was sent (``time.monotonic()``)."""
+        return self.copy_sent_at if worker_id == self.copy_on else self.sent_at
     # Lost along with other batches on one worker: any of them may have killed it,
     # so it runs alone on a worker from now on, where a loss is surely its own.
     suspect: bool = False

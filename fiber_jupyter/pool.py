@@ -29,6 +29,7 @@ from .notifier import Notifier
 from .outcomes import CallMode
 from .results import AsyncResult, IMapIterator, wait_slices
 from .scheduler import Scheduler, SchedulerConfig
+from .timeline import Timeline
 from .status import PoolState, PoolStatus, WorkerInfo, WorkerOutput
 from .backends import BackendFactory, backend_factory
 
@@ -138,6 +139,14 @@ class Pool:
     def status(self) -> PoolStatus:
         """Counts of workers and tasks, as of the scheduler's last turn (cheap)."""
         return self._scheduler.status
+
+    def timeline(self) -> Timeline:
+        """Each worker's recent batches over time, with losses, copies and resizes.
+
+        A snapshot that Jupyter shows as a picture (``Timeline.to_svg``); it
+        keeps the last 20,000 batches, so it is cheap for long runs too.
+        """
+        return self._scheduler.task_log.snapshot(self.name)
 
     def workers(self) -> List[WorkerInfo]:
         """Every worker's id, state and task count (asks the scheduler; about a millisecond)."""

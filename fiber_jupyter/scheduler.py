@@ -53,6 +53,7 @@ from .adaptive import Adaptation, AdaptSettings
 from .executions import ExecutionRun, SetupSteps
 from .jobs import Batch, BatchState, Job
 from .results import Chunk
+from .timeline import Span, TaskLog
 from .workers import CREDIT, WorkerRecord, WorkerState, WorkerTable, plan_resize
 
 log = logging.getLogger(__name__)
@@ -147,6 +148,8 @@ class Scheduler(threading.Thread):
         self._adaptation: Optional[Adaptation] = None
         self._next_adapt = 0.0
         self._next_speculation = 0.0
+        # Each worker's recent batches, for pool.timeline().
+        self.task_log = TaskLog()
         # Callers to release for what arrived this turn, in the order it arrived, just
         # before the loop sleeps: a result sink's wake, an execution's answer.
         self._to_wake: List[Callable[[], None]] = []
@@ -483,6 +486,7 @@ class Scheduler(threading.Thread):
         if batch is None or batch.state is BatchState.DONE:
             self._after_release(worker)
             return  # a duplicate, or a batch of a cancelled call
+        self._log_span(worker.worker_id, batch, "done", time.monotonic() - done.seconds)
         self._take_result(batch, done, body)
         self._after_release(worker)
 
@@ -519,6 +523,8 @@ class Scheduler(threading.Thread):
         holders = (batch.worker_id, batch.copy_on) if batch.state is BatchState.RUNNING else ()
         for holder in filter(None, map(self._workers.get, filter(None, holders))):
             if batch.batch_id in holder.in_flight:
+                self._log_span(holder.worker_id, batch, "cancelled",
+                               batch.sent_on(holder.worker_id))
                 self._workers.release(holder, batch.batch_id)
                 self._send(holder, protocol.Cancel((batch.batch_id,)), control=True)
         batch.copy_on = None
@@ -577,6 +583,7 @@ class Scheduler(threading.Thread):
         requeued = 0
         held = [b for b in worker.in_flight.values() if b.state is BatchState.RUNNING]
         for batch in held:
+            self._log_span(worker.worker_id, batch, "lost", batch.sent_on(worker.worker_id))
             if batch.job.finished:
                 self._withdraw(batch)
                 continue
@@ -704,6 +711,7 @@ class Scheduler(threading.Thread):
         for worker, batch in zip(idle, overdue):
             self._send_run(worker, batch)
             batch.copy_on = worker.worker_id
+            batch.copy_sent_at = now
             typical = batch.job.seconds_per_item() * batch.count
             self._emit(TaskSpeculated(self.config.name, batch.job.job_id, batch.job.label,
                                       batch.start, batch.stop, worker.worker_id,
@@ -844,7 +852,15 @@ class Scheduler(threading.Thread):
                                 job.failed, job.retries, time.monotonic() - job.started,
                                 finished))
 
+    def _log_span(self, worker_id: str, batch: Batch, outcome: str, began: float) -> None:
+        """Record one batch's time on one worker; ``began`` is ``time.monotonic()``."""
+        now, wall = time.monotonic(), time.time()
+        job = batch.job
+        self.task_log.span(Span(worker_id, job.job_id, job.label, batch.start, batch.stop,
+                                wall - (now - began), wall, outcome))
+
     def _emit(self, event: PoolEvent) -> None:
+        self.task_log.on_event(event)
         if self._events.has_subscribers:
             self._post(lambda: self._events.deliver(event))
 

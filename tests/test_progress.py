@@ -7,7 +7,7 @@ from typing import Dict, List
 import pytest
 
 from fiber_jupyter import progress
-from fiber_jupyter.events import (CallStarted, Progress, TaskRetried, WorkerLost,
+from fiber_jupyter.events import (CallStarted, Progress, TaskRetried, TaskSpeculated, WorkerLost,
                                   WorkerStarting)
 from fiber_jupyter.progress import CallDisplay, ProgressTracker, TextDisplay
 from tests import tasks
@@ -130,6 +130,15 @@ def test_a_worker_loss_is_noted_in_every_running_call_and_so_is_its_replacement(
         "worker w-3 lost: exit -9 (SIGKILL); 4 tasks re-queued",
         "replacement worker w-6 starting"]
     assert factory.opened[2].notes[2] == "tasks 4-7 re-run on w-6 (attempt 2)"
+
+
+def test_a_speculative_copy_is_noted_in_its_call():
+    factory = RecordingFactory()
+    tracker = ProgressTracker(factory)
+    tracker.call_started(CallStarted("p", 1, "map(f)", 10))
+    tracker.on_event(TaskSpeculated("p", 1, "map(f)", 0, 1, "w-5", "w-1", 4.23, 0.31))
+    assert factory.opened[1].notes == ["task 0 also sent to idle w-5 (4.2 s on w-1, "
+                                       "typically 0.3 s)"]
 
 
 def test_text_display_redraws_one_line_and_ends_with_a_summary():
