@@ -80,7 +80,7 @@ class SimulatedWorker:
                    results)
 
     def beat(self):
-        self.control.send_multipart(protocol.encode(protocol.Heartbeat()))
+        self.control.send_multipart(protocol.encode(protocol.Heartbeat(0.0, 0)))
 
     def _send(self, message, body=()):
         self.task.send_multipart(protocol.encode(message, body), copy=False)

@@ -41,7 +41,7 @@ CONTROL_SUFFIX = "/control"
 
 # Bumped whenever a message changes shape; a worker of another version is
 # refused at Hello with a message naming both versions.
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
 
 
 class Hello(NamedTuple):
@@ -126,7 +126,11 @@ class Executed(NamedTuple):
 
 
 class Heartbeat(NamedTuple):
-    """The worker is alive (sent by its I/O thread, whatever the task does)."""
+    """The worker is alive (sent by its I/O thread, whatever the task does), and what it uses:
+    CPU seconds so far and resident bytes now."""
+
+    cpu_seconds: float
+    memory_bytes: int
 
     KIND = b"B"
 

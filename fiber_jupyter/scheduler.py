@@ -301,7 +301,7 @@ class Scheduler(threading.Thread):
     def _on_list_workers(self, command: inbox.ListWorkers) -> None:
         command.reply.set([
             WorkerInfo(w.worker_id, w.state.value, sum(b.count for b in w.in_flight.values()),
-                       w.pid, w.host)
+                       w.pid, w.host, w.cpu.percent, w.memory_bytes)
             for w in self._workers])
 
     def _on_execute(self, command: inbox.Execute) -> None:
@@ -437,6 +437,9 @@ class Scheduler(threading.Thread):
             self._on_ready(worker, message)
         elif isinstance(message, protocol.Executed):
             self._on_executed(worker, message)
+        elif isinstance(message, protocol.Heartbeat):
+            worker.cpu.sample(message.cpu_seconds, time.monotonic())
+            worker.memory_bytes = message.memory_bytes
 
     def _expel(self, worker: WorkerRecord, problem: str) -> None:
         """Stop a worker that broke the protocol; the batches it holds run again elsewhere.

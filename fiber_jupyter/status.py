@@ -45,7 +45,9 @@ class WorkerInfo(NamedTuple):
 
     ``state`` is "starting", "ready", "draining" (finishing its tasks before
     it stops) or "stopping"; ``tasks`` counts the tasks it holds, so a ready
-    worker with ``tasks == 0`` is idle.
+    worker with ``tasks == 0`` is idle. ``cpu_percent`` (100 is one core) and
+    ``memory_bytes`` (resident) are what the worker reported with its last
+    heartbeats; None until it has.
     """
 
     worker_id: str
@@ -53,6 +55,8 @@ class WorkerInfo(NamedTuple):
     tasks: int
     pid: Optional[int]
     host: str
+    cpu_percent: Optional[float] = None
+    memory_bytes: Optional[int] = None
 
 
 class WorkerOutput(NamedTuple):

@@ -35,7 +35,7 @@ from typing import Any, Dict, List, Optional, Set
 import zmq
 import zmq.utils.monitor
 
-from . import namespace, outcomes, protocol, security, serialization
+from . import namespace, outcomes, protocol, security, serialization, usage
 from .outcomes import TaskFailure
 
 log = logging.getLogger("fiber_jupyter.worker")
@@ -151,7 +151,8 @@ class ControlLink(threading.Thread):
     def _beat(self) -> None:
         """Send a heartbeat unless the master is unreachable (then a send would block)."""
         try:
-            self._dealer.send_multipart(protocol.encode(protocol.Heartbeat()), zmq.NOBLOCK)
+            beat = protocol.Heartbeat(*usage.resource_use())
+            self._dealer.send_multipart(protocol.encode(beat), zmq.NOBLOCK)
         except zmq.Again:
             log.debug("worker %s: no connection to the master for a heartbeat",
                       self._options.worker_id)

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Counter, Dict, Iterator, List, Optional, Set
 
 from .jobs import Batch
+from .usage import CpuMeter
 
 # Batches a worker holds at once: one running, one queued behind it so the
 # worker never waits for a round trip. More would leave work stranded on a busy
@@ -58,6 +59,9 @@ class WorkerRecord:
     kill_reason: Optional[str] = None
     # Why the backend says it is not running yet (e.g. "Unschedulable: ..."), if stuck.
     waiting_reason: Optional[str] = None
+    # What it reported using with its heartbeats.
+    cpu: CpuMeter = field(default_factory=CpuMeter)
+    memory_bytes: Optional[int] = None
 
     @property
     def busy(self) -> bool:

@@ -131,3 +131,11 @@ def square_or_straggle(x, marker_dir, straggle_seconds=120):
     else:
         time.sleep(0.02)
     return x * x, os.getpid()
+
+
+def spin(seconds):
+    """Keep one core busy for ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        pass
+    return seconds

@@ -110,7 +110,7 @@ def frames_from_a_master() -> st.SearchStrategy:
         st.builds(protocol.Execute, SMALL_INTS, CODES),
         st.builds(protocol.Cancel, st.lists(SMALL_INTS, max_size=2).map(tuple)),
         st.builds(protocol.Done, SMALL_INTS, SMALL_INTS, SMALL_INTS, st.floats()),
-        st.just(protocol.Heartbeat()))
+        st.just(protocol.Heartbeat(0.5, 1 << 20)))
     return _frames_around(well_formed, BODY_FRAMES).filter(
         lambda frames: frames[:2] != _frames(protocol.Stop()))
 
@@ -131,7 +131,7 @@ def frames_from_a_worker(batch_id: int) -> st.SearchStrategy:
                   st.just(protocol.PROTOCOL_VERSION) | st.integers()),
         st.builds(protocol.Ready, st.none(), st.none() | st.integers()),
         st.builds(protocol.Executed, st.integers(), texts, st.none() | texts),
-        st.just(protocol.Heartbeat()),
+        st.just(protocol.Heartbeat(0.5, 1 << 20)),
         st.builds(protocol.Cancel, st.lists(ids, max_size=2).map(tuple)))
     return _frames_around(well_formed, outcomes_frames).filter(
         lambda frames: not _reports_a_failed_initializer(frames))

@@ -20,7 +20,7 @@ MESSAGES = [
     protocol.Ready("Traceback ...", 2),
     protocol.Run(7, 2, 1, 10, True, (1, 5)),
     protocol.Done(7, 10, 2, 0.25),
-    protocol.Heartbeat(),
+    protocol.Heartbeat(1.25, 48 << 20),
     protocol.Cancel((7, 8)),
     protocol.Stop(),
 ]
