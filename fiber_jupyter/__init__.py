@@ -3,6 +3,8 @@
 ``fiber_jupyter.Pool`` is a drop-in for ``multiprocessing.Pool`` whose workers
 run as local processes or on a cluster, can be added or removed while it
 works, and are replaced when they crash, without losing or repeating a result.
+``Process``, ``SimpleQueue`` and ``Pipe`` are multiprocessing's, for processes
+that run as local processes or pods.
 """
 
 import logging
@@ -14,7 +16,10 @@ from .errors import (BrokenPoolError, FiberError, InitializerError, PoolSizeErro
 from .events import (CallStarted, EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskRetried,
                      TaskSpeculated, TasksFailed, WorkerLost, WorkerReady, WorkerStarting,
                      WorkerStopped, WorkerWaiting)
+from .channels import ChannelError
 from .pool import Pool
+from .process import Process, ProcessStateError
+from .queues import Connection, Pipe, SimpleQueue
 from .results import AsyncResult, IMapIterator
 from .status import PoolStatus, WorkerInfo, WorkerOutput
 
@@ -29,12 +34,13 @@ __version__ = "0.1.0"
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
-    "AsyncResult", "BrokenPoolError", "CallStarted", "EventStream", "FiberError", "IMapIterator",
-    "InitializerError", "Pool", "PoolClosed", "PoolEvent", "PoolSizeError", "PoolStateError",
-    "PoolStatus", "PoolTerminatedError", "Progress", "RemoteError", "RemoteTraceback",
-    "ResultEncodingError", "Scaled", "TaskCancelled", "TaskRetried", "TaskSpeculated",
-    "TasksFailed", "TimeoutError", "WorkerLost", "WorkerLostError", "WorkerReady",
-    "WorkerStarting", "WorkerInfo", "WorkerOutput", "WorkerStopped", "WorkerWaiting",
+    "AsyncResult", "BrokenPoolError", "CallStarted", "ChannelError", "Connection", "EventStream",
+    "FiberError", "IMapIterator", "InitializerError", "Pipe", "Pool", "PoolClosed", "PoolEvent",
+    "PoolSizeError", "PoolStateError", "PoolStatus", "PoolTerminatedError", "Process",
+    "ProcessStateError", "Progress", "RemoteError", "RemoteTraceback", "ResultEncodingError",
+    "Scaled", "SimpleQueue", "TaskCancelled", "TaskRetried", "TaskSpeculated", "TasksFailed",
+    "TimeoutError", "WorkerLost", "WorkerLostError", "WorkerReady", "WorkerStarting",
+    "WorkerInfo", "WorkerOutput", "WorkerStopped", "WorkerWaiting",
 ]
 
 
