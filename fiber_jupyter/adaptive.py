@@ -68,8 +68,14 @@ class Adaptation:
 
     def target(self, current: int, outstanding_tasks: int, outstanding_seconds: float,
                now: float) -> int:
-        """The target for now: ``current`` unless the backlog says otherwise."""
+        """The target for now: ``current`` unless the backlog says otherwise.
+
+        A target outside the bounds (just set by ``adapt``) moves inside at once.
+        """
         needed = self.needed(outstanding_tasks, outstanding_seconds)
+        if current > self.settings.maximum:
+            self._surplus_since = None
+            return self.settings.maximum
         if needed >= current:
             self._surplus_since = None
             return needed

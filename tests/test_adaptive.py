@@ -44,6 +44,11 @@ def test_it_grows_at_once():
                          now=0.0) == 20
 
 
+def test_a_target_outside_the_new_bounds_moves_inside_at_once():
+    assert adaptation(minimum=2, maximum=4).target(8, 0, 0.0, now=0.0) == 4
+    assert adaptation(minimum=3, maximum=8).target(1, 0, 0.0, now=0.0) == 3
+
+
 def test_it_shrinks_only_after_a_surplus_lasting_idle_after():
     policy = adaptation(idle_after=60.0)
     assert policy.target(20, 0, 0.0, now=0.0) == 20

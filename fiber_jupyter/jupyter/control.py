@@ -8,6 +8,7 @@ alike::
 
     {"event": "pools", "pools": [{"name": "es", "backend": "local", "state": "running",
                                   "target": 8, "live": 8, ... PoolStatus fields,
+                                  "adapt": [1, 8] while it adapts, None while manual,
                                   "workers": [["busy", 6], ["idle", 2]],
                                   "call": {"label": "map(fitness)", "done": 450, ...} or None,
                                   "log": ["worker w3 lost: exit -9 (SIGKILL); ..."]}]}
@@ -16,8 +17,13 @@ Commands are the comm's data; each gets one answer on the same comm::
 
     {"cmd": "status"}                          -> the "pools" message
     {"cmd": "scale", "pool": "es", "n": 32}    -> {"event": "scaled", "pool": "es", "target": 32}
+    {"cmd": "adapt", "pool": "es", "min": 1, "max": 8}
+                                 -> {"event": "adapted", "pool": "es", "adapt": [1, 8]}
     {"cmd": "shutdown", "pool": "es"}          -> {"event": "shutdown", "pool": "es"}, once stopped
     anything wrong                             -> {"event": "error", "message": "..."}
+
+As ``pool.scale`` and ``pool.adapt`` do, "scale" sets the size by hand (and
+ends adapting), "adapt" lets the pool size itself between min and max.
 
 Who may send them: only a client that can reach the kernel's shell channel
 with messages signed by the kernel's key, which Jupyter's server gives only to
@@ -47,7 +53,7 @@ from .throttle import Throttle
 log = logging.getLogger(__name__)
 
 TARGET = "fiber_jupyter.control"
-COMMANDS = ("status", "scale", "shutdown")
+COMMANDS = ("status", "scale", "adapt", "shutdown")
 PUSH_INTERVAL = 0.25
 PUSH_PERIOD = 1.0
 
@@ -69,7 +75,9 @@ def visible_pools() -> List[Pool]:
 
 def pool_view(pool: Pool, feed: Optional[PoolFeed]) -> Dict[str, Any]:
     call = feed.call if feed is not None else None
-    return {"name": pool.name, "backend": pool.backend, **pool.status()._asdict(),
+    status = pool.status()
+    return {"name": pool.name, "backend": pool.backend, **status._asdict(),
+            "adapt": None if status.adapt is None else list(status.adapt),
             "workers": [[state, count] for state, _, _, count in state_runs(pool.workers())],
             "call": None if call is None else {
                 "label": call.label, "done": call.done, "total": call.total,
@@ -79,13 +87,15 @@ def pool_view(pool: Pool, feed: Optional[PoolFeed]) -> Dict[str, Any]:
 
 
 def check_command(data: Any) -> Optional[str]:
-    """What is wrong with a command, or None."""
+    """What is wrong with a command, or None (the pool checks that min <= max)."""
     if not isinstance(data, dict) or data.get("cmd") not in COMMANDS:
-        return f"unknown command {data!r}: expected cmd 'status', 'scale' or 'shutdown'"
-    size = data.get("n")
-    if data["cmd"] == "scale" and (isinstance(size, bool) or
-                                   not isinstance(size, numbers.Integral) or size < 1):
-        return f"scale needs n, a positive integer; got {size!r}"
+        return (f"unknown command {data!r}: expected cmd 'status', 'scale', 'adapt' "
+                f"or 'shutdown'")
+    counts = {"scale": ("n",), "adapt": ("min", "max")}.get(data["cmd"], ())
+    for field in counts:
+        value = data.get(field)
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+            return f"{data['cmd']} needs {field}, a positive integer; got {value!r}"
     return None
 
 
@@ -137,6 +147,10 @@ class ControlTarget:
             if data["cmd"] == "scale":
                 pool.scale(int(data["n"]))
                 return {"event": "scaled", "pool": pool.name, "target": int(data["n"])}
+            if data["cmd"] == "adapt":
+                bounds = [int(data["min"]), int(data["max"])]
+                pool.adapt(*bounds)
+                return {"event": "adapted", "pool": pool.name, "adapt": bounds}
         except FiberError as exc:
             return error(str(exc))
         pool.terminate()

@@ -2,15 +2,18 @@
 
 ::
 
-    %fiber_pool [N]          start the notebook's pool, or resize it, and show it
-    %fiber_scale N           set a pool's target number of workers
-    %fiber_status [NAME]     a table of every pool of this kernel
-    %fiber_shutdown [NAME]   terminate a pool and wait for its workers (or --all)
-    %%fiber                  run the cell on every worker (imports, data, helpers)
+    %fiber_pool [N]              start the notebook's pool, or resize it, and show it
+    %fiber_pool --adapt MIN:MAX  ... sized by its backlog, between MIN and MAX workers
+    %fiber_scale N               set a pool's target number of workers (by hand)
+    %fiber_scale --adapt MIN:MAX let a pool's target follow its backlog
+    %fiber_status [NAME]         a table of every pool of this kernel
+    %fiber_shutdown [NAME]       terminate a pool and wait for its workers (or --all)
+    %%fiber                      run the cell on every worker (imports, data, helpers)
 
 Thin on purpose: ``magic_arguments`` parses and checks every option (with the
 converters in ``options.py``), the bodies call the public Pool API through the
-kernel's :class:`~.registry.PoolRegistry`, and misuse is a one-line UsageError.
+kernel's :class:`~.registry.PoolRegistry` (sizing through ``sizing.py``), and
+misuse is a one-line UsageError.
 What a magic did is printed, so it shows wherever the magic sits in a cell, as
 IPython's own magics report; tables are returned, so they display as the
 cell's result and can be assigned.
@@ -21,7 +24,6 @@ from __future__ import annotations
 import argparse
 import atexit
 import os
-import threading
 from typing import Any, Dict, Iterable, List, Optional, Tuple, Union
 
 from IPython.core.error import UsageError
@@ -33,7 +35,6 @@ from IPython.display import display
 
 from .. import progress
 from ..errors import FiberError
-from ..events import PoolEvent, Scaled
 from ..pool import Pool
 from ..status import PoolState
 from . import options
@@ -42,19 +43,18 @@ from .live import LiveComms
 from .pool_widget import PoolWidget
 from .progress_widget import widget_factory
 from .registry import PoolOptions, PoolRegistry, UnknownPoolError
+from .sizing import (TARGET_TIMEOUT, adapt_pool, apply_and_wait, check_start_size,
+                     scale_pool, workers)
+from .status_text import StatusRow, mode_text, render_status
 from .worker_outputs import render
-from .status_text import StatusRow, render_status
 
 # The name, and the variable, of a notebook's pool when none is given.
 DEFAULT_POOL = "pool"
 # States in which %fiber_pool starts a new pool under the name: none yet, or
 # one that can never run again.
 _REPLACEABLE = (None, PoolState.STOPPED.value, PoolState.BROKEN.value)
-# Seconds to wait for the scheduler to take a new target before showing the
-# pool. It does so on its next turn, normally within a millisecond; should a
-# very busy turn run longer, the table shown is one turn old, and the cell
-# still returns.
-TARGET_TIMEOUT = 5.0
+ADAPT_HELP = ("let the target follow the backlog, between MIN and MAX workers "
+              "(see Pool.adapt); e.g. 1:8")
 
 
 class WorkerSetupError(FiberError):
@@ -89,7 +89,7 @@ class FiberMagics(Magics):
     @magic_arguments()
     @argument("size", nargs="?", metavar="N", type=options.positive_int,
               help="target number of workers (default for a new pool: the backend's "
-                   "natural size; a running pool keeps its size)")
+                   "natural size, or MIN with --adapt; a running pool keeps its size)")
     @argument("--backend", choices=options.BACKEND_CHOICES,
               help="where workers run: local processes, or pods when the kernel runs "
                    f"in Kubernetes ({options.IN_CLUSTER_VARIABLE} is set)")
@@ -100,6 +100,7 @@ class FiberMagics(Magics):
     @argument("--max-retries", type=options.non_negative_int,
               help="how often a task that lost its worker runs again before it fails "
                    f"(default: {options.DEFAULT_MAX_RETRIES})")
+    @argument("--adapt", metavar="MIN:MAX", type=options.adapt_bounds, help=ADAPT_HELP)
     @argument_group("remote workers", "For remote backends only.")
     @argument("--cpu", type=options.cpu_quantity, help="CPU cores, e.g. 2, 0.5 or 500m")
     @argument("--memory", type=options.memory_quantity, help="memory, e.g. 512Mi or 4Gi")
@@ -119,6 +120,12 @@ class FiberMagics(Magics):
         again resizes the pool instead of starting a second one, so a notebook
         states the size of its pool in one place.
 
+        With --adapt MIN:MAX the pool sizes itself: it grows as soon as its
+        backlog would take longer than a few seconds, and shrinks after a
+        minute with more workers than it needs. A new pool starts at N
+        (within the bounds) or MIN; a running one adapts from the size it
+        has. A size set by hand (%fiber_pool N, %fiber_scale N) ends adapting.
+
         Workers are local processes unless the kernel runs in a Kubernetes pod
         with a service account (KUBERNETES_SERVICE_HOST is set), where they
         default to pods. The backend and --max-retries are fixed when a pool starts: shut it down
@@ -130,6 +137,7 @@ class FiberMagics(Magics):
           %fiber_pool 8                     eight local workers, as `pool`
           %fiber_pool                       one worker per CPU core
           %fiber_pool 64 --name es -o es    a second pool, as `es`
+          %fiber_pool --adapt 1:32          1 to 32 workers, as the work needs
           %fiber_pool 128 --backend kubernetes --cpu 1 --memory 2Gi
                                             pods (see docs/kubernetes.md)
 
@@ -148,20 +156,35 @@ class FiberMagics(Magics):
         return self._shown(pool)
 
     @magic_arguments()
-    @argument("size", metavar="N", type=options.positive_int, help="target number of workers")
+    @argument("size", nargs="?", metavar="N", type=options.positive_int,
+              help="target number of workers")
+    @argument("--adapt", metavar="MIN:MAX", type=options.adapt_bounds,
+              help=f"instead of N: {ADAPT_HELP}")
     @argument("--name", type=options.pool_name, default=DEFAULT_POOL,
               help=f"the pool to scale (default: {DEFAULT_POOL})")
     @line_magic
     def fiber_scale(self, line: str) -> Union[PlainText, PoolWidget]:
-        """Set a pool's target number of workers, and show the pool.
+        """Set a pool's target number of workers, or let it adapt; show the pool.
 
         The pool grows or shrinks toward the target, also while a map runs:
         new workers take tasks as soon as they connect, surplus ones stop
-        idle workers first and finish what they hold.
+        idle workers first and finish what they hold. A target set by hand
+        ends adapting; --adapt MIN:MAX starts it (or changes its bounds).
+
+        Examples:
+
+          %fiber_scale 16                   16 workers, set by hand
+          %fiber_scale --adapt 4:64         4 to 64 workers, as the work needs
         """
         args = _parse(self.fiber_scale, line)
+        if (args.size is None) == (args.adapt is None):
+            raise UsageError("give N or --adapt MIN:MAX" if args.size is None
+                             else "give N or --adapt MIN:MAX, not both")
         pool = self._pool(args.name)
-        print(scale_pool(pool, args.size))
+        if args.adapt is None:
+            print(scale_pool(pool, args.size))
+        else:
+            print(adapt_pool(pool, args.adapt))
         return self._shown(pool)
 
     @magic_arguments()
@@ -172,7 +195,8 @@ class FiberMagics(Magics):
     def fiber_status(self, line: str) -> Optional[PlainText]:
         """Show every pool of this kernel as a table, or as live widgets.
 
-        Per pool: backend and state; workers asked for (target), connected
+        Per pool: backend and state; who sets the target (mode: manual, or
+        adaptive MIN–MAX); workers asked for (target), connected
         (live), starting (pending), running tasks (busy) or not (idle), and
         lost to crashes or hangs since the pool started; tasks waiting
         (queued), on a worker (running) and finished (done).
@@ -258,6 +282,10 @@ class FiberMagics(Magics):
     def _start(self, args: argparse.Namespace) -> Tuple[Pool, str]:
         backend = options.resolve_backend(args.backend, os.environ)
         options.check_resource_hints(backend, vars(args))
+        size = args.size
+        if args.adapt is not None:
+            check_start_size(size, args.adapt)
+            size = args.adapt[0] if size is None else size
         replacing = ""
         if args.name in self.registry:
             replacing = f", replacing the {self.registry.get(args.name).status().state} one"
@@ -267,12 +295,16 @@ class FiberMagics(Magics):
         hints = {hint: getattr(args, hint) for hint in options.RESOURCE_HINTS
                  if getattr(args, hint) is not None}
         try:
-            pool = self.registry.create(args.name, args.size,
-                                        PoolOptions(backend, max_retries, hints))
+            pool = self.registry.create(args.name, size, PoolOptions(backend, max_retries, hints))
         except FiberError as exc:  # e.g. no cluster to run on, no image
             raise UsageError(str(exc)) from None
-        target = _workers(pool.status().target)
-        return pool, f"started pool {pool.name!r} ({backend}, {target}){replacing}"
+        mode = ""
+        if args.adapt is not None:
+            apply_and_wait(pool, lambda: pool.adapt(*args.adapt),
+                           lambda sized: sized.adapt == args.adapt, TARGET_TIMEOUT)
+            mode = f", {mode_text(args.adapt)}"
+        target = workers(pool.status().target)
+        return pool, f"started pool {pool.name!r} ({backend}, {target}{mode}){replacing}"
 
     def _resize(self, args: argparse.Namespace) -> Tuple[Pool, str]:
         pool = self.registry.get(args.name)
@@ -283,6 +315,9 @@ class FiberMagics(Magics):
                 raise UsageError(f"pool {pool.name!r} was started with {flag} {fixed}, which "
                                  f"is fixed: %fiber_shutdown {pool.name} first to change it")
         options.check_resource_hints(started.backend, vars(args))
+        if args.adapt is not None:  # N, where a new pool would start, is past for this one
+            check_start_size(args.size, args.adapt)
+            return pool, adapt_pool(pool, args.adapt)
         if args.size is None:
             return pool, f"pool {pool.name!r} ({pool.backend}) is running"
         return pool, scale_pool(pool, args.size)
@@ -307,7 +342,7 @@ class FiberMagics(Magics):
             status = pool.status()
             self.registry.shutdown(name)
             self._widgets.pop(name, None)
-            stopped = _workers(status.live + status.pending)
+            stopped = workers(status.live + status.pending)
             report = f"shut down pool {name!r} ({pool.backend}, {stopped} stopped)"
             holders = self._variables_holding(pool)
             if holders:
@@ -350,38 +385,6 @@ def _parse(magic: Any, line: str) -> argparse.Namespace:
         return parse_argstring(magic, line)
     except ValueError as exc:  # from splitting the line; argparse reports its own errors
         raise UsageError(f"cannot split the options: {exc}") from None
-
-
-def _workers(count: int) -> str:
-    return f"{count} worker" if count == 1 else f"{count} workers"
-
-
-def scale_pool(pool: Pool, target: int, timeout: float = TARGET_TIMEOUT) -> str:
-    """Set the target and wait until the status shows it; returns what was done.
-
-    ``pool.scale`` only records the target for the scheduler's next turn, and
-    the magics show the pool right after: without the wait, the table could
-    still show the old target.
-    """
-    before = pool.status().target
-    if target == before:
-        return f"pool {pool.name!r} ({pool.backend}) already has a target of {_workers(target)}"
-    taken = threading.Event()
-
-    def on_event(event: PoolEvent) -> None:
-        if isinstance(event, Scaled) and event.target == target:
-            taken.set()
-
-    pool.events.subscribe(on_event)
-    try:
-        pool.scale(target)
-        if pool.status().target != target:
-            taken.wait(timeout)
-    except FiberError as exc:  # closed, terminated or broken since it was looked up
-        raise UsageError(str(exc)) from None
-    finally:
-        pool.events.unsubscribe(on_event)
-    return f"scaled pool {pool.name!r} ({pool.backend}) from {before} to {_workers(target)}"
 
 
 def load(shell: InteractiveShell) -> None:

@@ -14,7 +14,7 @@ import keyword
 import re
 from argparse import ArgumentTypeError
 from pathlib import Path
-from typing import Any, Dict, Mapping, Optional
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 import yaml
 from IPython.core.error import UsageError
@@ -56,6 +56,21 @@ def non_negative_int(text: str) -> int:
     if not _INTEGER.fullmatch(text) or int(text) < 0:
         raise ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
     return int(text)
+
+
+def adapt_bounds(text: str) -> Tuple[int, int]:
+    """The bounds of an adaptive pool, written MIN:MAX: ``"1:8"`` is ``(1, 8)``."""
+    minimum, colon, maximum = text.partition(":")
+    if not colon:
+        raise ArgumentTypeError(f"must be MIN:MAX, two positive integers like 1:8, got {text!r}")
+    for name, bound in (("MIN", minimum), ("MAX", maximum)):
+        if not _INTEGER.fullmatch(bound) or int(bound) < 1:
+            raise ArgumentTypeError(f"{name} must be a positive integer, got {bound!r} "
+                                    f"in {text!r}")
+    if int(minimum) > int(maximum):
+        raise ArgumentTypeError(f"MIN {int(minimum)} is larger than MAX {int(maximum)} "
+                                f"in {text!r}")
+    return int(minimum), int(maximum)
 
 
 def cpu_quantity(text: str) -> str:

@@ -1,12 +1,22 @@
-"""The pool widget: counts, a size slider, a worker grid, the running call and an event log.
+"""The pool widget: counts, the size and its mode, a worker grid, the running call and a log.
+
+The size controls are a slider and a number box for the target, the mode
+("manual" or "adaptive 1–8"), and an "adapt" checkbox with the bounds. They
+act through the public API only: moving the slider or the box calls
+``pool.scale`` (which also ends adapting), the checkbox and the bounds call
+``pool.adapt``, unticking it keeps the current target by hand. While the pool
+adapts, the slider follows the target the pool chose and never sends it back.
 
 Threads, and who writes what:
 
-- The slider and the number box are written by their own observers (run
-  where the kernel handles their messages: the extension's private
-  subshell while a cell blocks, see ``live.py``) and, when someone else
-  changed the target (``%fiber_scale``, the side panel), by the event
-  subscriber. Their observers only call ``pool.scale``, a queue put.
+- The size controls are written by their own observers (run where the
+  kernel handles their messages: the extension's private subshell while a
+  cell blocks, see ``live.py``) and by the event subscriber, with the target
+  and mode of every Scaled event, whoever caused it (``%fiber_scale``, the
+  side panel, the pool adapting). The observers only call ``pool.scale`` or
+  ``pool.adapt``, queue puts. What the subscriber writes is not the user's:
+  it writes under ``_sync_lock`` with ``_syncing`` set, and observers skip
+  changes made so; a user's change arriving meanwhile waits for the lock.
 - Everything else is written by one refresher thread, at most every
   REFRESH_INTERVAL seconds however many events arrive, so a pool finishing
   thousands of tasks a second sends a few small updates a second.
@@ -19,7 +29,8 @@ kilobytes of HTML, and under 100 KB even if every neighbour differs.
 from __future__ import annotations
 
 import html
-from typing import Any, List, Optional
+import threading
+from typing import Any, List, Optional, Tuple
 
 import ipywidgets
 
@@ -30,7 +41,7 @@ from ..progress import counts_text
 from ..status import PoolStatus, WorkerInfo, worker_order
 from .live import LiveComms
 from .pool_feed import PoolFeed
-from .status_text import StatusRow, render_status
+from .status_text import StatusRow, mode_text, render_status
 from .throttle import Throttle
 
 REFRESH_INTERVAL = 0.5
@@ -85,13 +96,22 @@ def render_counts(status: PoolStatus) -> str:
         f" \u00b7 {status.tasks_done} done")
 
 
+def _bound_box(description: str, value: int) -> ipywidgets.BoundedIntText:
+    return ipywidgets.BoundedIntText(value=value, min=1, max=MAX_SIZE, description=description,
+                                     style={"description_width": "initial"},
+                                     layout=ipywidgets.Layout(width="110px"))
+
+
 class PoolWidget(ipywidgets.VBox):
-    """A live view of one pool, with the controls to resize it."""
+    """A live view of one pool, with the controls to resize it or let it adapt."""
 
     def __init__(self, pool: Pool, live: Optional[LiveComms] = None) -> None:
         self.pool = pool
         status = pool.status()
-        self._asked = status.target
+        self._sync_lock = threading.RLock()
+        self._syncing = False
+        # The mode last shown: the pool's (min, max) while it adapts, else None.
+        self._adapt: Optional[Tuple[int, int]] = None
         self.header = ipywidgets.HTML()
         self.counts = ipywidgets.HTML()
         self.slider = ipywidgets.IntSlider(
@@ -99,15 +119,28 @@ class PoolWidget(ipywidgets.VBox):
             description="workers", continuous_update=False)
         self.size_box = ipywidgets.BoundedIntText(value=status.target, min=1, max=MAX_SIZE,
                                                   layout=ipywidgets.Layout(width="90px"))
+        self.mode = ipywidgets.Label()
+        self.adapt_box = ipywidgets.Checkbox(description="adapt", indent=False,
+                                             layout=ipywidgets.Layout(width="auto"))
+        # Bounds offered before the pool ever adapted: down to one, up to twice its size.
+        minimum, maximum = status.adapt or (1, max(2, 2 * status.target))
+        self.adapt_min = _bound_box("min", minimum)
+        self.adapt_max = _bound_box("max", maximum)
         self.grid = ipywidgets.HTML()
         self.running_call = ipywidgets.HTML()
         self.event_log = ipywidgets.HTML()
         super().__init__([self.header, self.counts,
-                          ipywidgets.HBox([self.slider, self.size_box]),
+                          ipywidgets.HBox([self.slider, self.size_box, self.mode]),
+                          ipywidgets.HBox([self.adapt_box, self.adapt_min, self.adapt_max]),
                           self.grid, self.running_call, self.event_log])
+        self._show_sizing(status.target, status.adapt)
         for control in (self.slider, self.size_box):
             control.observe(self._on_size_asked, "value")
-            if live is not None:
+        for control in (self.adapt_box, self.adapt_min, self.adapt_max):
+            control.observe(self._on_mode_asked, "value")
+        if live is not None:
+            for control in (self.slider, self.size_box, self.adapt_box, self.adapt_min,
+                            self.adapt_max):
                 live.add(control.comm)
         self._refresher = Throttle(f"widget-{pool.name}", self._refresh, REFRESH_INTERVAL)
         self._feed = PoolFeed(pool, self._on_event, LOG_LINES)
@@ -120,27 +153,61 @@ class PoolWidget(ipywidgets.VBox):
         return {**bundle, "text/plain": table}
 
     def _on_size_asked(self, change: dict) -> None:
-        size = change["new"]
-        if size == self._asked:
-            return
-        self._asked = size
-        self._show_size(size)
+        """The slider or the box moved: that size, by hand (adapting ends)."""
+        with self._sync_lock:
+            if not self._syncing:
+                self._scale(change["new"])
+
+    def _on_mode_asked(self, change: dict) -> None:
+        """The checkbox or a bound changed: adapt within the bounds, or keep the size by hand."""
+        with self._sync_lock:
+            if self._syncing:
+                return
+            if self.adapt_box.value:
+                self._start_adapting((self.adapt_min.value, self.adapt_max.value))
+            elif change["owner"] is self.adapt_box:
+                self._scale(self.slider.value)
+            # else: bounds edited while the pool is manual, kept for the checkbox
+
+    def _scale(self, size: int) -> None:
+        self._show_sizing(size, None)
         try:
             self.pool.scale(size)
         except FiberError as exc:
-            self._feed.add_log(f"cannot scale: {exc}")
-            self._refresher.poke()
+            self._report(f"cannot scale: {exc}")
 
-    def _show_size(self, size: int) -> None:
-        if size > self.slider.max:
-            self.slider.max = 2 * size
-        self.slider.value = size
-        self.size_box.value = size
+    def _start_adapting(self, bounds: Tuple[int, int]) -> None:
+        try:
+            self.pool.adapt(*bounds)
+        except FiberError as exc:  # e.g. min above max: the controls go back to the pool's mode
+            self._report(f"cannot adapt: {exc}")
+            self._show_sizing(self.slider.value, self._adapt)
+        else:
+            self._show_sizing(self.slider.value, bounds)
+
+    def _report(self, line: str) -> None:
+        self._feed.add_log(line)
+        self._refresher.poke()
+
+    def _show_sizing(self, target: int, adapt: Optional[Tuple[int, int]]) -> None:
+        """Show a target and mode in the controls, as the pool's, not as the user's asking."""
+        with self._sync_lock:
+            self._syncing = True
+            try:
+                if target > self.slider.max:
+                    self.slider.max = 2 * target
+                self.slider.value = self.size_box.value = target
+                self._adapt = adapt
+                self.mode.value = mode_text(adapt)
+                self.adapt_box.value = adapt is not None
+                if adapt is not None:
+                    self.adapt_min.value, self.adapt_max.value = adapt
+            finally:
+                self._syncing = False
 
     def _on_event(self, event: PoolEvent) -> None:
-        if isinstance(event, Scaled) and event.target != self._asked:
-            self._asked = event.target
-            self._show_size(event.target)
+        if isinstance(event, Scaled):
+            self._show_sizing(event.target, event.adapt)
         if isinstance(event, PoolClosed):
             self._refresher.stop()
         else:

@@ -1,11 +1,15 @@
 """Pool status as a fixed-width text table, as ``%fiber_status`` shows it.
 
 One row per pool; a group line names the worker and task counts so the
-column headers can stay one short word each::
+column headers can stay one short word each (cut after ``queued`` here)::
 
-                            workers                                  tasks
-    name  backend  state    target  live  pending  busy  idle  lost  queued  running  done
-    pool  local    running       3     3        0     0     3     0       0        0    10
+                            workers                                                tasks
+    name  backend  state    mode          target  live  pending  busy  idle  lost  queued
+    pool  local    running  manual             3     3        0     0     3     0       0
+    es    local    running  adaptive 1–8       5     5        0     5     0     0     120
+
+The mode says who sets the target: the user (``manual``, ``pool.scale``) or
+the backlog, within bounds (``adaptive 1–8``, ``pool.adapt``).
 
 Text columns are left-aligned, counts right-aligned, columns two spaces apart.
 A pure function of its input, so the format is tested without a pool.
@@ -14,8 +18,9 @@ A pure function of its input, so the format is tested without a pool.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, List, NamedTuple, Sequence
+from typing import Callable, List, NamedTuple, Optional, Sequence, Tuple
 
+from ..adaptive import AdaptSettings
 from ..status import PoolStatus
 
 GAP = "  "
@@ -37,6 +42,11 @@ class _Column:
     numeric: bool = True
 
 
+def mode_text(adapt: Optional[Tuple[int, int]]) -> str:
+    """``"manual"``, or ``"adaptive 1–8"`` for the bounds of ``status().adapt``."""
+    return "manual" if adapt is None else AdaptSettings(*adapt).describe()
+
+
 def _count(group: str, header: str, field: str) -> _Column:
     return _Column(header, group, lambda row: getattr(row.status, field))
 
@@ -45,6 +55,7 @@ COLUMNS = (
     _Column("name", "", lambda row: row.name, numeric=False),
     _Column("backend", "", lambda row: row.backend, numeric=False),
     _Column("state", "", lambda row: row.status.state, numeric=False),
+    _Column("mode", "workers", lambda row: mode_text(row.status.adapt), numeric=False),
     *(_count("workers", field, field)
       for field in ("target", "live", "pending", "busy", "idle", "lost")),
     _count("tasks", "queued", "tasks_queued"),

@@ -1,7 +1,9 @@
 import { Dialog, showDialog } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
+import { AdaptControls } from './adapt';
 import { IConnectionListener, STATUS, View } from './connection';
+import { el } from './dom';
 import {
   Command,
   CountKey,
@@ -32,17 +34,6 @@ const COUNT_LABELS: Record<CountKey, string> = {
   tasks_running: 'running',
   tasks_done: 'done'
 };
-
-function el<K extends keyof HTMLElementTagNameMap>(
-  tag: K,
-  className = '',
-  text = ''
-): HTMLElementTagNameMap[K] {
-  const node = document.createElement(tag);
-  node.className = className;
-  node.textContent = text;
-  return node;
-}
 
 /** The side panel: an error line, a status sentence and one card per pool. */
 export class FiberPanel extends Widget implements IConnectionListener {
@@ -85,10 +76,11 @@ export class FiberPanel extends Widget implements IConnectionListener {
   showEvent(event: KernelEvent): void {
     if (event.event === 'error') {
       this.showError(event.message);
-      // An error does not name its pool, so any shutdown we wait for may have failed.
-      this.cards.forEach(card => card.shutdownAnswered());
+      // An error does not name its pool, so any shutdown we wait for may have failed,
+      // and any mode a checkbox shows may have been refused.
+      this.cards.forEach(card => card.answered());
     } else if (event.event === 'shutdown') {
-      this.cards.get(event.pool)?.shutdownAnswered();
+      this.cards.get(event.pool)?.answered();
     }
   }
 
@@ -140,7 +132,7 @@ interface ICardHost {
   showError(message: string): void;
 }
 
-/** One pool: header, counts, worker bar, scaling controls, running call, log. */
+/** One pool: header, counts, worker bar, size and mode controls, running call, log. */
 class PoolCard {
   readonly node = el('section', 'jp-FiberPanel-pool');
 
@@ -164,6 +156,8 @@ class PoolCard {
       this.bar,
       this.legend,
       this.controls(),
+      this.adapt.node,
+      this.actions,
       this.log
     );
     this.log.setAttribute('aria-label', `Recent events of pool ${name}`);
@@ -173,6 +167,7 @@ class PoolCard {
   update(pool: IPool): void {
     this.pool = pool;
     this.node.dataset.state = pool.state;
+    this.node.dataset.mode = pool.adapt ? 'adaptive' : 'manual';
     this.backend.textContent = pool.backend;
     this.state.textContent = pool.state;
     this.countNodes.forEach((node, key) => (node.textContent = String(pool[key])));
@@ -182,7 +177,8 @@ class PoolCard {
     this.showControls();
   }
 
-  shutdownAnswered(): void {
+  /** A shutdown was answered, or some command refused: show the pool as it is again. */
+  answered(): void {
     this.shuttingDown = false;
     this.showControls();
   }
@@ -243,8 +239,9 @@ class PoolCard {
     }
     shutdown.addEventListener('click', () => void this.confirmShutdown());
 
+    this.actions.append(shutdown);
     const row = el('div', 'jp-FiberPanel-controls');
-    row.append(slider, size, shutdown);
+    row.append(slider, size);
     return row;
   }
 
@@ -274,6 +271,7 @@ class PoolCard {
     if (!this.pool) {
       return;
     }
+    this.adapt.update(this.pool);
     const { state, target } = this.pool;
     const { slider, size, shutdown } = this;
     slider.disabled = size.disabled = state !== 'running';
@@ -363,6 +361,17 @@ class PoolCard {
   private readonly slider = el('input', 'jp-FiberPanel-slider');
   private readonly size = el('input', 'jp-FiberPanel-size');
   private readonly shutdown = el('button', 'jp-FiberPanel-shutdown jp-mod-styled jp-mod-warn');
+  /** Below the size and mode: what ends the pool. */
+  private readonly actions = el('div', 'jp-FiberPanel-controls jp-FiberPanel-actions');
+  private readonly adapt = new AdaptControls(this.name, {
+    adapt: (min, max) => this.host.send({ cmd: 'adapt', pool: this.name, min, max }),
+    keepTarget: () => {
+      if (this.pool) {
+        this.scale(String(this.pool.target));
+      }
+    },
+    showError: message => this.host.showError(message)
+  });
   private readonly call = el('div', 'jp-FiberPanel-call');
   private readonly callLabel = el('div', 'jp-FiberPanel-callLabel');
   private readonly progress = el('progress');

@@ -7,6 +7,9 @@ export const COMM_TARGET = 'fiber_jupyter.control';
 /** Run-length worker states, e.g. [['busy', 30], ['idle', 2]]. */
 export type WorkerRun = [state: string, count: number];
 
+/** The bounds of a pool whose target follows its backlog, e.g. [1, 8]. */
+export type AdaptBounds = [min: number, max: number];
+
 export interface ICall {
   label: string;
   done: number;
@@ -32,6 +35,8 @@ export interface IPool {
   tasks_queued: number;
   tasks_running: number;
   tasks_done: number;
+  /** Set while the pool adapts its size (`pool.adapt`), null while it is manual. */
+  adapt: AdaptBounds | null;
   workers: WorkerRun[];
   call: ICall | null;
   log: string[];
@@ -45,12 +50,15 @@ export type CountKey = (typeof WORKER_COUNTS)[number] | (typeof TASK_COUNTS)[num
 export type KernelEvent =
   | { event: 'pools'; pools: IPool[] }
   | { event: 'scaled'; pool: string; target: number }
+  | { event: 'adapted'; pool: string; adapt: AdaptBounds }
   | { event: 'shutdown'; pool: string }
   | { event: 'error'; message: string };
 
+/** `scale` sets the size by hand, which ends adapting; `adapt` lets the pool size itself. */
 export type Command =
   | { cmd: 'status' }
   | { cmd: 'scale'; pool: string; n: number }
+  | { cmd: 'adapt'; pool: string; min: number; max: number }
   | { cmd: 'shutdown'; pool: string };
 
 /**
@@ -68,6 +76,7 @@ export function parseEvent(data: unknown): KernelEvent | null {
     case 'error':
       return { event: 'error', message: String(event.message) };
     case 'scaled':
+    case 'adapted':
     case 'shutdown':
       return data as KernelEvent;
     default:

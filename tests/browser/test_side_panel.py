@@ -91,6 +91,44 @@ def test_scaling_from_the_panel_during_a_blocking_map_changes_the_workers_before
     assert "results [0, 1]" in cell_output_text(page, 2)
 
 
+SIZING = "print('sizing', pool.status().adapt, pool.status().target)"
+
+
+def test_the_panel_switches_a_pool_to_adaptive_and_the_size_box_makes_it_manual_again(
+        page, lab_server, gate):
+    from playwright.sync_api import expect
+
+    start(page, lab_server, notebook(lab_server, "panel_adapt.ipynb", gate, SIZING))
+    pool = card(open_panel(page), "pool")
+    mode = pool.locator(".jp-FiberPanel-mode")
+    expect(count(pool, "live")).to_have_text("2", timeout=UPDATE_MS)
+    expect(pool).to_have_attribute("data-mode", "manual")
+    expect(mode).to_have_text("manual")
+
+    pool.locator(".jp-FiberPanel-adapt-min").fill("3")
+    pool.locator(".jp-FiberPanel-adapt-max").fill("4")
+    pool.locator(".jp-FiberPanel-adapt").check()
+    expect(pool).to_have_attribute("data-mode", "adaptive", timeout=UPDATE_MS)
+    expect(mode).to_have_text("adaptive 3\u20134")
+    expect(count(pool, "live")).to_have_text("3", timeout=UPDATE_MS)  # grown to its minimum
+    wait_for(lambda: len(worker_pids()) == 3, timeout=60, what="3 worker processes")
+    page.screenshot(path=str(ARTIFACTS / "side_panel_adaptive.png"), full_page=True)
+    run_cell(page, 2)
+    assert wait_cell_idle(page, 2), cell_output_text(page, 2)
+    assert "sizing (3, 4) 3" in cell_output_text(page, 2)
+
+    size_box = pool.locator(".jp-FiberPanel-size")
+    size_box.fill("2")
+    size_box.press("Enter")
+    expect(pool).to_have_attribute("data-mode", "manual", timeout=UPDATE_MS)
+    expect(mode).to_have_text("manual")
+    expect(pool.locator(".jp-FiberPanel-adapt")).not_to_be_checked()
+    expect(count(pool, "target")).to_have_text("2")
+    run_cell(page, 2)
+    assert wait_cell_idle(page, 2), cell_output_text(page, 2)
+    assert "sizing None 2" in cell_output_text(page, 2)
+
+
 def test_a_worker_killed_during_a_map_shows_as_lost_and_recovered(page, lab_server, gate):
     from playwright.sync_api import expect
 

@@ -205,9 +205,12 @@ class IOPubLog:
         return any(m["msg_type"] == "status" and m["content"]["execution_state"] == "idle"
                    and m["parent_header"].get("msg_id") == msg_id for m in self.messages)
 
-    def comm_data(self) -> List[dict]:
-        """The data of every comm_msg the kernel sent, oldest first."""
-        return [m["content"]["data"] for m in self.messages if m["msg_type"] == "comm_msg"]
+    def comm_data(self, comm_id: Optional[str] = None) -> List[dict]:
+        """The data of every comm_msg the kernel sent (on ``comm_id`` only, if given), oldest
+        first. The kernel pushes to every open control comm, so waiting for a new one's
+        first message needs its id."""
+        return [m["content"]["data"] for m in self.messages if m["msg_type"] == "comm_msg"
+                and comm_id in (None, m["content"]["comm_id"])]
 
     def widget_updates(self) -> List[Tuple[str, str]]:
         """(comm id, text) for every string value the kernel sent to a widget."""

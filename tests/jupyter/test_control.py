@@ -6,6 +6,7 @@ shutdown, who may send commands) in a real kernel.
 
 from __future__ import annotations
 
+import json
 import os
 import uuid
 
@@ -53,6 +54,15 @@ class TestCommands:
             "event": "scaled", "pool": "es", "target": 3}
         wait_for(lambda: pool.status().target == 3, what="the new target")
 
+    def test_adapt_lets_the_pool_size_itself_and_scale_makes_it_manual_again(self, registry,
+                                                                              control):
+        pool = registry.create("es", 1, PoolOptions("local", 2))
+        assert control.answer({"cmd": "adapt", "pool": "es", "min": 2, "max": 3}) == {
+            "event": "adapted", "pool": "es", "adapt": [2, 3]}
+        wait_for(lambda: pool.status().adapt == (2, 3), what="the pool adapting")
+        assert control.answer({"cmd": "scale", "pool": "es", "n": 1})["event"] == "scaled"
+        wait_for(lambda: pool.status().adapt is None, what="the pool manual again")
+
     def test_shutdown_stops_the_pool_before_it_answers(self, registry, control):
         pool = registry.create("es", 1, PoolOptions("local", 2))
         assert control.answer({"cmd": "shutdown", "pool": "es"}) == {
@@ -61,15 +71,26 @@ class TestCommands:
         assert "es" not in names(control.answer({"cmd": "status"}))
 
     @pytest.mark.parametrize("command, message", [
-        ({"cmd": "reboot"},
-         "unknown command {'cmd': 'reboot'}: expected cmd 'status', 'scale' or 'shutdown'"),
-        ("scale", "unknown command 'scale': expected cmd 'status', 'scale' or 'shutdown'"),
+        ({"cmd": "reboot"}, "unknown command {'cmd': 'reboot'}: "
+                            "expected cmd 'status', 'scale', 'adapt' or 'shutdown'"),
+        ("scale", "unknown command 'scale': expected cmd 'status', 'scale', 'adapt' or 'shutdown'"),
         ({"cmd": "scale", "pool": "es", "n": 0}, "scale needs n, a positive integer; got 0"),
         ({"cmd": "scale", "pool": "es", "n": "8"}, "scale needs n, a positive integer; got '8'"),
         ({"cmd": "scale", "pool": "es", "n": True}, "scale needs n, a positive integer; got True"),
         ({"cmd": "scale", "pool": "nosuch", "n": 2}, "no pool named 'nosuch' (this kernel's "
                                                      "pools: "),
         ({"cmd": "shutdown", "pool": "nosuch"}, "no pool named 'nosuch' (this kernel's pools: "),
+        ({"cmd": "adapt", "pool": "es", "min": 0, "max": 4},
+         "adapt needs min, a positive integer; got 0"),
+        ({"cmd": "adapt", "pool": "es", "min": "1", "max": 4},
+         "adapt needs min, a positive integer; got '1'"),
+        ({"cmd": "adapt", "pool": "es", "min": 1}, "adapt needs max, a positive integer; got None"),
+        ({"cmd": "adapt", "pool": "es", "min": 1, "max": 2.5},
+         "adapt needs max, a positive integer; got 2.5"),
+        ({"cmd": "adapt", "pool": "es", "min": 8, "max": 4},
+         "adapt minimum 8 is larger than maximum 4"),
+        ({"cmd": "adapt", "pool": "nosuch", "min": 1, "max": 4},
+         "no pool named 'nosuch' (this kernel's pools: "),
     ])
     def test_bad_commands_get_an_error_that_names_what_was_wrong(self, registry, control,
                                                                   command, message):
@@ -77,9 +98,17 @@ class TestCommands:
         reply = control.answer(command)
         assert reply["event"] == "error" and reply["message"].startswith(message)
         assert registry.get("es").status().state == "running"
+        assert registry.get("es").status().adapt is None
 
 
 class TestPoolView:
+    def test_it_has_the_mode_as_bounds_while_adapting_and_null_while_manual(self, registry):
+        pool = registry.create("es", 1, PoolOptions("local", 2))
+        assert json.loads(json.dumps(pool_view(pool, None)))["adapt"] is None
+        pool.adapt(1, 4)
+        wait_for(lambda: pool.status().adapt == (1, 4), what="the pool adapting")
+        assert json.loads(json.dumps(pool_view(pool, None)))["adapt"] == [1, 4]
+
     def test_it_has_the_workers_states_the_running_call_and_the_crashes(self, registry):
         pool = registry.create("es", 2, PoolOptions("local", 2))
         feed = PoolFeed(pool, lambda event: None)
@@ -93,7 +122,8 @@ class TestPoolView:
         view = pool_view(pool, feed)
         assert any(line.startswith("worker w") and "lost: exit -9 (SIGKILL)" in line
                    for line in view["log"])
-        wait_for(lambda: pool_view(pool, feed)["lost"] == 1, what="the loss counted")
+        # At least: the task is retried, and may kill the worker it is retried on too.
+        wait_for(lambda: pool_view(pool, feed)["lost"] >= 1, what="the loss counted")
 
 
 # In a real kernel ----------------------------------------------------------------
@@ -142,6 +172,18 @@ def test_pools_made_by_code_are_pushed_with_their_crashes_without_being_asked(ke
                                for line in pool["log"]), 30, "the crash pushed")
 
 
+def test_adapting_from_the_panel_is_answered_and_the_mode_is_pushed(kernel, panel):
+    comm_id, log = panel
+    kernel.run("%fiber_pool 1 --name flex -o flex")
+    log.read_until(lambda: "flex" in names(pushed(log)), 30, "the pool pushed")
+    send_comm_msg(kernel.client, comm_id, {"cmd": "adapt", "pool": "flex", "min": 1, "max": 2})
+    log.read_until(lambda: {"event": "adapted", "pool": "flex", "adapt": [1, 2]}
+                   in log.comm_data(), 30, "the adapt answer")
+    log.read_until(lambda: [pool["adapt"] for pool in pushed(log)["pools"]
+                            if pool["name"] == "flex"] == [[1, 2]], 30, "the mode pushed")
+    assert kernel.run("flex.status().adapt").result == "(1, 2)"
+
+
 def test_shutdown_from_the_panel_answers_once_stopped_and_the_pool_leaves_the_list(kernel,
                                                                                     panel):
     comm_id, log = panel
@@ -171,4 +213,6 @@ def test_a_command_not_signed_with_the_kernels_key_is_ignored(kernel, panel):
     answered = {"event": "scaled", "pool": "guarded", "target": 2}
     log.read_until(lambda: answered in log.comm_data(), 30, "the signed command's answer")
     assert [d for d in log.comm_data() if d.get("event") == "scaled"] == [answered]
-    assert kernel.run("guarded.status().target").result == "2"
+    # The answer says the target was handed to the pool, whose status shows it a turn later.
+    wait_for(lambda: kernel.run("guarded.status().target").result == "2",
+             what="the signed command's target")

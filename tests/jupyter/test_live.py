@@ -150,8 +150,10 @@ def test_a_panel_can_open_the_control_comm_while_a_map_blocks(shell, blocked):
     running.wait_running()
     comm_id = uuid.uuid4().hex
     open_comm(shell.client, "fiber_jupyter.control", comm_id, subshell)
+    # Once this comm got its pools, the kernel knows it; commands on the main channel
+    # then reach it (the comms of earlier tests get pushes too).
     running.log.read_until(lambda: any(d.get("event") == "pools"
-                                       for d in running.log.comm_data()), 30,
+                                       for d in running.log.comm_data(comm_id)), 30,
                            "the pools the control comm sends when it opens")
     send_comm_msg(shell.client, comm_id, {"cmd": "scale", "pool": "pool", "n": 2})
     running.log.read_until(lambda: len(worker_processes(shell.tag)) == 2, 60,

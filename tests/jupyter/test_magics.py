@@ -9,6 +9,7 @@ the error reported, and the absence of a traceback.
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
@@ -50,21 +51,24 @@ def shell(kernel):
 
 
 def row(table: str, index: int = 0) -> list:
-    """The cells of one pool's row in a status table (after the two header lines)."""
-    return table.split("\n")[2 + index].split()
+    """The cells of one pool's row in a status table (after the two header lines).
+
+    Columns are two or more spaces apart; a cell may hold one ("adaptive 1-8").
+    """
+    return re.split(" {2,}", table.split("\n")[2 + index])
 
 
 def test_a_pool_is_started_used_scaled_shown_and_shut_down(shell):
     started = shell.run("%fiber_pool 2")
     assert started.stdout == "started pool 'pool' (local, 2 workers); bound to `pool`\n"
-    assert row(started.result)[:4] == ["pool", "local", "running", "2"]
+    assert row(started.result)[:5] == ["pool", "local", "running", "manual", "2"]
 
     squares = shell.run("def square(x):\n    return x * x\n\npool.map(square, range(10))")
     assert squares == shown(result=str([x * x for x in range(10)]))
 
     scaled = shell.run("%fiber_scale 3")
     assert scaled.stdout == "scaled pool 'pool' (local) from 2 to 3 workers\n"
-    assert row(scaled.result)[:4] == ["pool", "local", "running", "3"]
+    assert row(scaled.result)[:5] == ["pool", "local", "running", "manual", "3"]
     assert shell.run("_wait_live(pool, 3)") == shown(result="True")
 
     ready = PoolStatus(state="running", target=3, live=3, pending=0, busy=0, idle=3, lost=0,
@@ -99,8 +103,19 @@ def test_a_pool_is_started_used_scaled_shown_and_shut_down(shell):
      "argument --name: must be letters, digits, '_', '.' or '-', got 'my/pool'"),
     ("%fiber_pool 2 --name 'x\"", "cannot split the options: No closing quotation"),
     ("%fiber_scale 3", "no pool named 'pool' (this kernel's pools: none yet)"),
-    ("%fiber_scale", "the following arguments are required: N"),
+    ("%fiber_scale", "give N or --adapt MIN:MAX"),
     ("%fiber_scale 0", "argument N: must be a positive integer, got '0'"),
+    ("%fiber_pool --adapt 8:4", "argument --adapt: MIN 8 is larger than MAX 4 in '8:4'"),
+    ("%fiber_pool --adapt x",
+     "argument --adapt: must be MIN:MAX, two positive integers like 1:8, got 'x'"),
+    ("%fiber_pool --adapt 0:4", "argument --adapt: MIN must be a positive integer, got '0' "
+                                "in '0:4'"),
+    ("%fiber_pool 5 --adapt 1:4",
+     "N 5 is outside --adapt 1:4: an adaptive pool starts within its bounds"),
+    ("%fiber_scale --adapt 1:4", "no pool named 'pool' (this kernel's pools: none yet)"),
+    ("%fiber_scale --adapt 1:x", "argument --adapt: MAX must be a positive integer, got 'x' "
+                                 "in '1:x'"),
+    ("%fiber_scale 2 --adapt 1:4", "give N or --adapt MIN:MAX, not both"),
     ("%fiber_status nosuch", "no pool named 'nosuch' (this kernel's pools: none yet)"),
     ("%fiber_shutdown nosuch", "no pool named 'nosuch' (this kernel's pools: none yet)"),
     ("%fiber_shutdown", "no pool named 'pool' (this kernel's pools: none yet)"),
@@ -136,7 +151,7 @@ def test_without_a_size_a_new_pool_has_one_worker_per_core(shell):
     workers = "1 worker" if cores == 1 else f"{cores} workers"
     started = shell.run("%fiber_pool --name natural -o natural")
     assert started.stdout == f"started pool 'natural' (local, {workers}); bound to `natural`\n"
-    assert row(started.result)[3] == str(cores)
+    assert row(started.result)[4] == str(cores)
 
 
 def test_running_the_cell_again_resizes_the_same_pool(shell):
@@ -144,11 +159,53 @@ def test_running_the_cell_again_resizes_the_same_pool(shell):
         "started pool 'pool' (local, 1 worker); bound to `pool`\n")
     again = shell.run("%fiber_pool 2 --max-retries 4")
     assert again.stdout == "scaled pool 'pool' (local) from 1 to 2 workers\n"
-    assert row(again.result)[:4] == ["pool", "local", "running", "2"]
+    assert row(again.result)[:5] == ["pool", "local", "running", "manual", "2"]
     assert shell.run("pool is first, pool.status().target") == shown(result="(True, 2)")
     assert shell.run("%fiber_pool 2").stdout == (
         "pool 'pool' (local) already has a target of 2 workers\n")
     assert shell.run("%fiber_pool").stdout == "pool 'pool' (local) is running\n"
+
+
+def test_with_adapt_a_new_pool_starts_at_its_minimum_and_says_its_mode(shell):
+    started = shell.run("%fiber_pool --adapt 2:4")
+    assert started.stdout == (
+        "started pool 'pool' (local, 2 workers, adaptive 2\u20134); bound to `pool`\n")
+    assert row(started.result)[:5] == ["pool", "local", "running", "adaptive 2\u20134", "2"]
+    assert shell.run("pool.status().adapt") == shown(result="(2, 4)")
+
+
+def test_a_size_given_with_adapt_is_where_the_new_pool_starts(shell):
+    started = shell.run("%fiber_pool 3 --adapt 2:4")
+    assert started.stdout == (
+        "started pool 'pool' (local, 3 workers, adaptive 2\u20134); bound to `pool`\n")
+    assert shell.run("pool.status().target, pool.status().adapt") == shown(
+        result="(3, (2, 4))")
+
+
+def test_a_pool_switches_between_manual_and_adaptive_and_the_status_says_which(shell):
+    assert shell.run("%fiber_pool 2").error is None
+    adaptive = shell.run("%fiber_scale --adapt 2:4")
+    assert adaptive.stdout == (
+        "pool 'pool' (local) is adaptive 2\u20134 now, was manual at 2 workers\n")
+    assert row(adaptive.result)[3] == "adaptive 2\u20134"
+    assert row(shell.run("%fiber_status").result)[3] == "adaptive 2\u20134"
+    assert shell.run("%fiber_scale --adapt 2:4").stdout == (
+        "pool 'pool' (local) is already adaptive 2\u20134\n")
+
+    manual = shell.run("%fiber_scale 2")
+    assert manual.stdout == ("pool 'pool' (local) keeps its target of 2 workers; "
+                             "manual now, was adaptive 2\u20134\n")
+    assert row(manual.result)[3] == "manual"
+    assert shell.run("pool.status().adapt is None") == shown(result="True")
+
+
+def test_running_the_cell_with_adapt_again_switches_the_running_pool(shell):
+    assert shell.run("%fiber_pool 2\nfirst = pool").error is None
+    assert shell.run("%fiber_pool --adapt 2:4").stdout == (
+        "pool 'pool' (local) is adaptive 2\u20134 now, was manual at 2 workers\n")
+    assert shell.run("%fiber_pool 3").stdout == (
+        "scaled pool 'pool' (local) from 2 to 3 workers; manual now, was adaptive 2\u20134\n")
+    assert shell.run("pool is first, pool.status().adapt") == shown(result="(True, None)")
 
 
 def test_a_running_pool_refuses_what_is_fixed_when_it_starts(shell):
@@ -203,6 +260,17 @@ def test_the_widget_follows_a_size_set_elsewhere_and_shows_the_counts(shell):
                      "w.slider.value, w.size_box.value").result == "(3, 3)"
     assert shell.run("w._refresh()\n"
                      "'target 3 \u00b7 live 3' in w.counts.value").result == "True"
+
+
+def test_the_widget_shows_the_mode_a_magic_set(shell):
+    assert shell.run("w = get_ipython().run_line_magic('fiber_pool', '2')").error is None
+    shell.run("%fiber_scale --adapt 2:5")
+    wait_for(lambda: shell.run("w.mode.value, w.adapt_box.value, w.adapt_min.value, "
+                               "w.adapt_max.value").result == "('adaptive 2\u20135', True, 2, 5)",
+             what="the widget showing the adaptive mode")
+    shell.run("%fiber_scale 3")
+    wait_for(lambda: shell.run("w.mode.value, w.adapt_box.value, w.slider.value").result == (
+        "('manual', False, 3)"), what="the widget showing the manual mode")
 
 
 def test_status_as_widgets_shows_each_pools_widget_with_its_table_as_text(shell):
@@ -263,8 +331,10 @@ def test_a_closing_pool_is_neither_resized_nor_replaced(shell):
         "remote workers:\n  For remote backends only.",
         "--namespace NAMESPACE",
     ]),
-    ("fiber_scale", ["%fiber_scale [--name NAME] N",
-                     "Set a pool's target number of workers, and show the pool."]),
+    ("fiber_scale", ["%fiber_scale [--adapt MIN:MAX] [--name NAME] [N]",
+                     "Set a pool's target number of workers, or let it adapt; show the pool.",
+                     "%fiber_scale --adapt 4:64         4 to 64 workers, as the work needs",
+                     "instead of N: let the target follow the backlog"]),
     ("fiber_status", ["%fiber_status [-w] [name]",
                       "Show every pool of this kernel as a table, or as live widgets.",
                       "show each pool's live widget instead of the table"]),

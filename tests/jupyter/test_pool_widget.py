@@ -1,9 +1,18 @@
-"""Specification of the pool widget's pieces that do not need a front end (pool_widget.py)."""
+"""Specification of the pool widget (pool_widget.py), without a front end: its rendering,
+and its size controls driven as a front end drives them, by setting their values."""
+
+from __future__ import annotations
 
 import re
+from typing import List, Optional, Tuple
 
-from fiber_jupyter import PoolStatus, WorkerInfo
-from fiber_jupyter.jupyter.pool_widget import render_counts, render_grid
+import pytest
+
+from fiber_jupyter import EventStream, PoolClosed, PoolStatus, Scaled, WorkerInfo
+from fiber_jupyter.adaptive import AdaptSettings
+from fiber_jupyter.jupyter.pool_widget import PoolWidget, render_counts, render_grid
+
+from ..conftest import wait_for
 
 
 def worker(number: int, state: str = "ready", tasks: int = 0) -> WorkerInfo:
@@ -34,3 +43,139 @@ def test_counts_name_every_number_of_the_status():
     assert render_counts(status) == (
         "target 8 \u00b7 live 6 \u00b7 starting 2 \u00b7 busy 4 \u00b7 idle 2 \u00b7 lost 1"
         "   |   tasks: 30 queued \u00b7 8 running \u00b7 120 done")
+
+
+# The size controls ---------------------------------------------------------------------
+
+class ScriptedPool:
+    """The part of the Pool API the widget uses, recording what it asks of the pool.
+
+    The test plays the scheduler: it delivers the Scaled events a pool would.
+    ``adapt`` refuses bounds as Pool.adapt does.
+    """
+
+    name = "scripted"
+    backend = "local"
+
+    def __init__(self, target: int, adapt: Optional[Tuple[int, int]] = None) -> None:
+        self.events = EventStream()
+        self.asked: List[tuple] = []
+        self._status = PoolStatus("running", target, target, 0, 0, target, 0, 0, 0, 0, adapt)
+
+    def status(self) -> PoolStatus:
+        return self._status
+
+    def workers(self) -> List[WorkerInfo]:
+        return []
+
+    def scale(self, n: int) -> None:
+        self.asked.append(("scale", n))
+
+    def adapt(self, minimum: int, maximum: int) -> None:
+        AdaptSettings(minimum, maximum)
+        self.asked.append(("adapt", minimum, maximum))
+
+    def scaled(self, target: int, adapt: Optional[Tuple[int, int]]) -> None:
+        """What the scheduler does when the target or the mode changed."""
+        self._status = self._status._replace(target=target, adapt=adapt)
+        self.events.deliver(Scaled(self.name, target, target, 0, adapt))
+
+
+@pytest.fixture
+def widget_of():
+    widgets = []
+
+    def make(pool) -> PoolWidget:
+        widgets.append(PoolWidget(pool))
+        return widgets[-1]
+
+    yield make
+    for widget in widgets:  # stops its refresher thread
+        widget.pool.events.deliver(PoolClosed(widget.pool.name, "terminating"))
+
+
+def sizing(widget: PoolWidget) -> tuple:
+    """What the size controls show: slider, box, mode, checkbox, bounds."""
+    return (widget.slider.value, widget.size_box.value, widget.mode.value,
+            widget.adapt_box.value, widget.adapt_min.value, widget.adapt_max.value)
+
+
+def test_a_manual_pool_shows_its_mode_and_offers_bounds_up_to_twice_its_size(widget_of):
+    widget = widget_of(ScriptedPool(4))
+    assert sizing(widget) == (4, 4, "manual", False, 1, 8)
+
+
+def test_the_mode_follows_the_pool_whoever_changed_it_without_asking_anything(widget_of):
+    pool = ScriptedPool(4)
+    widget = widget_of(pool)
+    pool.scaled(4, (2, 6))  # e.g. %fiber_scale --adapt 2:6, or the side panel
+    assert sizing(widget) == (4, 4, "adaptive 2\u20136", True, 2, 6)
+    pool.scaled(5, None)
+    assert sizing(widget) == (5, 5, "manual", False, 2, 6)
+    assert pool.asked == []
+
+
+def test_ticking_adapt_asks_the_pool_to_adapt_within_the_bounds_shown(widget_of):
+    pool = ScriptedPool(4)
+    widget = widget_of(pool)
+    widget.adapt_min.value, widget.adapt_max.value = 2, 10
+    assert pool.asked == []  # bounds alone change nothing while the pool is manual
+    widget.adapt_box.value = True
+    assert pool.asked == [("adapt", 2, 10)]
+    assert widget.mode.value == "adaptive 2\u201310"
+    widget.adapt_max.value = 12
+    assert pool.asked == [("adapt", 2, 10), ("adapt", 2, 12)]
+
+
+def test_while_adapting_the_slider_follows_the_target_and_never_sends_it_back(widget_of):
+    pool = ScriptedPool(2, adapt=(2, 16))
+    widget = widget_of(pool)
+    for target in (9, 16, 3):
+        pool.scaled(target, (2, 16))
+        assert sizing(widget) == (target, target, "adaptive 2\u201316", True, 2, 16)
+    assert pool.asked == []
+
+
+@pytest.mark.parametrize("control", ["slider", "size_box"])
+def test_moving_the_size_by_hand_scales_the_pool_which_ends_adapting(widget_of, control):
+    pool = ScriptedPool(3, adapt=(1, 8))
+    widget = widget_of(pool)
+    getattr(widget, control).value = 5
+    assert pool.asked == [("scale", 5)]
+    assert sizing(widget) == (5, 5, "manual", False, 1, 8)
+
+
+def test_unticking_adapt_keeps_the_current_target_by_hand(widget_of):
+    pool = ScriptedPool(2, adapt=(1, 8))
+    widget = widget_of(pool)
+    pool.scaled(6, (1, 8))
+    widget.adapt_box.value = False
+    assert pool.asked == [("scale", 6)]
+    assert sizing(widget)[:4] == (6, 6, "manual", False)
+
+
+def test_bounds_the_pool_refuses_are_logged_and_the_controls_show_its_mode_again(widget_of):
+    pool = ScriptedPool(4)
+    widget = widget_of(pool)
+    widget.adapt_min.value, widget.adapt_max.value = 8, 4
+    widget.adapt_box.value = True
+    assert pool.asked == []
+    assert sizing(widget)[:4] == (4, 4, "manual", False)
+    wait_for(lambda: "cannot adapt: adapt minimum 8 is larger than maximum 4"
+             in widget.event_log.value, what="the refusal in the widget's log")
+
+
+def test_a_real_pool_switches_to_adaptive_from_the_widget_and_back_by_the_slider(
+        widget_of, make_pool):
+    pool = make_pool(1, name="widget-adapt", progress=False)
+    widget = widget_of(pool)
+    widget.adapt_min.value, widget.adapt_max.value = 2, 3
+    widget.adapt_box.value = True
+    wait_for(lambda: pool.status().adapt == (2, 3) and pool.status().target == 2,
+             what="the pool adapting, grown to its minimum")
+    wait_for(lambda: sizing(widget)[:4] == (2, 2, "adaptive 2\u20133", True),
+             what="the widget showing the adapted target")
+    widget.slider.value = 1
+    wait_for(lambda: pool.status().adapt is None and pool.status().target == 1,
+             what="the pool manual again, at the slider's size")
+    assert sizing(widget)[:4] == (1, 1, "manual", False)

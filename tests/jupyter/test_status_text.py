@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from fiber_jupyter import PoolStatus
 from fiber_jupyter.jupyter.status_text import StatusRow, render_status
 
@@ -11,10 +13,21 @@ RUNNING = PoolStatus(state="running", target=3, live=3, pending=0, busy=1, idle=
 
 def test_one_pool_is_a_group_line_a_header_and_a_row():
     assert render_status([StatusRow("pool", "local", RUNNING)]).split("\n") == [
-        "                        workers                                  tasks",
-        "name  backend  state    target  live  pending  busy  idle  lost  queued  running  done",
-        "pool  local    running       3     3        0     1     2     0       7        1    10",
+        "                        workers                                          tasks",
+        "name  backend  state    mode    target  live  pending  busy  idle  lost  queued  running"
+        "  done",
+        "pool  local    running  manual       3     3        0     1     2     0       7        1"
+        "    10",
     ]
+
+
+def test_the_mode_says_manual_or_adaptive_with_the_bounds():
+    adaptive = RUNNING._replace(adapt=(1, 8))
+    rows = [StatusRow("pool", "local", RUNNING), StatusRow("es", "local", adaptive)]
+    lines = render_status(rows).split("\n")
+    assert lines[0].index("workers") == lines[1].index("mode")  # the group's first column
+    columns = [re.split(" {2,}", line) for line in lines[1:]]
+    assert [cells[3] for cells in columns] == ["mode", "manual", "adaptive 1\u20138"]
 
 
 def test_columns_widen_to_their_longest_cell_and_groups_move_with_them():
@@ -23,12 +36,12 @@ def test_columns_widen_to_their_longest_cell_and_groups_move_with_them():
                      tasks_done=12345678)
     rows = [StatusRow("pool", "local", RUNNING), StatusRow("evolution-strategies", "local", big)]
     assert render_status(rows).split("\n") == [
-        " " * 44 + "workers" + " " * 34 + "tasks",
-        "name                  backend  state        "
+        " " * 44 + "workers" + " " * 42 + "tasks",
+        "name                  backend  state        mode    "
         "target  live  pending  busy  idle  lost   queued  running      done",
-        "pool                  local    running      "
+        "pool                  local    running      manual  "
         "     3     3        0     1     2     0        7        1        10",
-        "evolution-strategies  local    terminating  "
+        "evolution-strategies  local    terminating  manual  "
         "  1024  1000       24   990    10   123  1000000      990  12345678",
     ]
 
@@ -40,6 +53,7 @@ def test_rows_keep_the_order_given():
 
 def test_no_pools_is_just_the_headers():
     assert render_status([]).split("\n") == [
-        "                      workers                                  tasks",
-        "name  backend  state  target  live  pending  busy  idle  lost  queued  running  done",
+        "                      workers                                        tasks",
+        "name  backend  state  mode  target  live  pending  busy  idle  lost  queued  running"
+        "  done",
     ]

@@ -34,6 +34,7 @@ from fiber_jupyter import WorkerLost, WorkerReady, WorkerStopped
 from fiber_jupyter.backends.kubernetes import manifests
 
 from .. import tasks
+from ..conftest import worker_pids
 from .clusters import Cluster, wait_for_no_pool_left, wait_live
 
 ROOT = str(Path(__file__).resolve().parents[2])
@@ -241,11 +242,12 @@ def _server_ends(cluster: Cluster) -> List[Any]:
 def _quiet(cluster: Cluster) -> bool:
     """Nothing closing: the kubelet has reaped every pod process, and the stand-in has
     closed the server end of every connection its client closed (it notices a closed
-    watch within half a second)."""
+    watch within half a second). Other children of this process (a session's
+    JupyterLab server) are not pods."""
     helpers = [t for t in threading.enumerate() if t.name.startswith(("kubelet-wait-",
                                                                       "kubelet-kill-"))]
     closing = [c for c in _server_ends(cluster) if c.status == psutil.CONN_CLOSE_WAIT]
-    return not helpers and not closing and not psutil.Process().children(recursive=True)
+    return not helpers and not closing and not worker_pids()
 
 
 def _quiet_footprint(cluster: Cluster) -> Dict[str, int]:
