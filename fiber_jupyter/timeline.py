@@ -105,6 +105,16 @@ class Timeline:
     spans: List[Span]
     marks: List[Mark]
 
+    def latest(self, spans: int) -> "Timeline":
+        """Only the last ``spans`` batches and the marks since the first of them.
+
+        Live views redraw the picture every few seconds; this keeps what they
+        send small however long the pool has run.
+        """
+        kept = self.spans[-spans:] if spans > 0 else []
+        since = min((span.began for span in kept), default=float("inf"))
+        return Timeline(self.pool, kept, [mark for mark in self.marks if mark.time >= since])
+
     def workers(self) -> List[str]:
         """Worker ids in the order they first appear, the rows of the picture."""
         seen: Dict[str, None] = {}

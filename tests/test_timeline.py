@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ElementTree
 import pytest
 
 from fiber_jupyter import TaskRetried, WorkerReady
-from fiber_jupyter.timeline import Span, TaskLog, Timeline
+from fiber_jupyter.timeline import Mark, Span, TaskLog, Timeline
 
 from . import tasks
 from .conftest import EventRecorder, wait_for
@@ -65,6 +65,15 @@ def test_the_log_keeps_only_the_most_recent_spans():
     for x in range(25):
         log.span(Span("w0", 1, "map(f)", x, x + 1, float(x), x + 0.5, "done"))
     assert [s.start for s in log.snapshot("p").spans] == list(range(15, 25))
+
+
+def test_the_latest_spans_keep_the_marks_from_the_first_of_them_on():
+    spans = [Span("w0", 1, "map(f)", x, x + 1, float(x), x + 0.5, "done") for x in range(10)]
+    marks = [Mark(2.5, "lost", "w1", "w1 lost"), Mark(7.5, "resize", None, "target 3")]
+    latest = Timeline("p", spans, marks).latest(3)
+    assert [s.start for s in latest.spans] == [7, 8, 9]
+    assert latest.marks == [marks[1]]
+    assert Timeline("p", spans, marks).latest(0).spans == []
 
 
 def test_the_picture_has_a_row_per_worker_and_a_bar_per_span():

@@ -10,6 +10,10 @@ alike::
                                   "target": 8, "live": 8, ... PoolStatus fields,
                                   "adapt": [1, 8] while it adapts, None while manual,
                                   "workers": [["busy", 6], ["idle", 2]],
+                                  "usage": {"cpu_percent": 187.0, "memory_bytes": 432013312,
+                                            "reporting": 8, "text": "cpu 187 % · memory …",
+                                            "heaviest": {"worker_id": "w3", ..., "text": …}
+                                                        or None before any worker reported},
                                   "call": {"label": "map(fitness)", "done": 450, ...} or None,
                                   "log": ["worker w3 lost: exit -9 (SIGKILL); ..."]}]}
 
@@ -19,6 +23,8 @@ Commands are the comm's data; each gets one answer on the same comm::
     {"cmd": "scale", "pool": "es", "n": 32}    -> {"event": "scaled", "pool": "es", "target": 32}
     {"cmd": "adapt", "pool": "es", "min": 1, "max": 8}
                                  -> {"event": "adapted", "pool": "es", "adapt": [1, 8]}
+    {"cmd": "timeline", "pool": "es"}
+                  -> {"event": "timeline", "pool": "es", "svg": "<svg ...>"}, the last batches
     {"cmd": "shutdown", "pool": "es"}          -> {"event": "shutdown", "pool": "es"}, once stopped
     anything wrong                             -> {"event": "error", "message": "..."}
 
@@ -44,16 +50,17 @@ from ..errors import FiberError
 from ..events import PoolEvent
 from ..pool import Pool
 from ..progress import counts_text
-from ..status import PoolState
+from ..status import PoolState, WorkerInfo
 from .live import LiveComms
 from .pool_feed import PoolFeed
-from .pool_widget import state_runs
+from .pool_widget import TIMELINE_SPANS, state_runs
 from .throttle import Throttle
+from .usage_text import heaviest_text, summarize, usage_text
 
 log = logging.getLogger(__name__)
 
 TARGET = "fiber_jupyter.control"
-COMMANDS = ("status", "scale", "adapt", "shutdown")
+COMMANDS = ("status", "scale", "adapt", "timeline", "shutdown")
 PUSH_INTERVAL = 0.25
 PUSH_PERIOD = 1.0
 
@@ -73,12 +80,25 @@ def visible_pools() -> List[Pool]:
             if pool.status().state != PoolState.STOPPED.value]
 
 
+def usage_view(workers: List[WorkerInfo]) -> Dict[str, Any]:
+    """Totals and the heaviest worker, in numbers and in the words the pool widget uses."""
+    summary = summarize(workers)
+    heaviest = summary.heaviest
+    return {"cpu_percent": summary.cpu_percent, "memory_bytes": summary.memory_bytes,
+            "reporting": summary.reporting, "text": usage_text(summary),
+            "heaviest": None if heaviest is None else {
+                "worker_id": heaviest.worker_id, "cpu_percent": heaviest.cpu_percent,
+                "memory_bytes": heaviest.memory_bytes, "text": heaviest_text(heaviest)}}
+
+
 def pool_view(pool: Pool, feed: Optional[PoolFeed]) -> Dict[str, Any]:
     call = feed.call if feed is not None else None
     status = pool.status()
+    workers = pool.workers()
     return {"name": pool.name, "backend": pool.backend, **status._asdict(),
             "adapt": None if status.adapt is None else list(status.adapt),
-            "workers": [[state, count] for state, _, _, count in state_runs(pool.workers())],
+            "workers": [[run.state, len(run.workers)] for run in state_runs(workers)],
+            "usage": usage_view(workers),
             "call": None if call is None else {
                 "label": call.label, "done": call.done, "total": call.total,
                 "failed": call.failed, "retries": call.retries, "elapsed": call.elapsed,
@@ -89,8 +109,8 @@ def pool_view(pool: Pool, feed: Optional[PoolFeed]) -> Dict[str, Any]:
 def check_command(data: Any) -> Optional[str]:
     """What is wrong with a command, or None (the pool checks that min <= max)."""
     if not isinstance(data, dict) or data.get("cmd") not in COMMANDS:
-        return (f"unknown command {data!r}: expected cmd 'status', 'scale', 'adapt' "
-                f"or 'shutdown'")
+        return (f"unknown command {data!r}: expected cmd 'status', 'scale', 'adapt', "
+                f"'timeline' or 'shutdown'")
     counts = {"scale": ("n",), "adapt": ("min", "max")}.get(data["cmd"], ())
     for field in counts:
         value = data.get(field)
@@ -151,6 +171,9 @@ class ControlTarget:
                 bounds = [int(data["min"]), int(data["max"])]
                 pool.adapt(*bounds)
                 return {"event": "adapted", "pool": pool.name, "adapt": bounds}
+            if data["cmd"] == "timeline":
+                return {"event": "timeline", "pool": pool.name,
+                        "svg": pool.timeline().latest(TIMELINE_SPANS).to_svg()}
         except FiberError as exc:
             return error(str(exc))
         pool.terminate()

@@ -34,6 +34,7 @@ from IPython.core.magic_arguments import (argument, argument_group, magic_argume
 from IPython.display import display
 
 from .. import progress
+from ..adaptive import IDLE_AFTER, TARGET_DURATION, AdaptSettings
 from ..errors import FiberError
 from ..pool import Pool
 from ..status import PoolState
@@ -43,9 +44,9 @@ from .live import LiveComms
 from .pool_widget import PoolWidget
 from .progress_widget import widget_factory
 from .registry import PoolOptions, PoolRegistry, UnknownPoolError
-from .sizing import (TARGET_TIMEOUT, adapt_pool, apply_and_wait, check_start_size,
-                     scale_pool, workers)
-from .status_text import StatusRow, mode_text, render_status
+from .sizing import (adapt_pool, check_start_size, request_adapt, scale_pool, tuning_text,
+                     workers)
+from .status_text import StatusRow, render_status
 from .worker_outputs import render
 
 # The name, and the variable, of a notebook's pool when none is given.
@@ -55,6 +56,10 @@ DEFAULT_POOL = "pool"
 _REPLACEABLE = (None, PoolState.STOPPED.value, PoolState.BROKEN.value)
 ADAPT_HELP = ("let the target follow the backlog, between MIN and MAX workers "
               "(see Pool.adapt); e.g. 1:8")
+IDLE_AFTER_HELP = (f"with --adapt: seconds with more workers than needed before the pool "
+                   f"shrinks (default {IDLE_AFTER:g})")
+TARGET_DURATION_HELP = (f"with --adapt: the pool grows when its backlog would take longer "
+                        f"than this many seconds (default {TARGET_DURATION:g})")
 
 
 class WorkerSetupError(FiberError):
@@ -101,6 +106,10 @@ class FiberMagics(Magics):
               help="how often a task that lost its worker runs again before it fails "
                    f"(default: {options.DEFAULT_MAX_RETRIES})")
     @argument("--adapt", metavar="MIN:MAX", type=options.adapt_bounds, help=ADAPT_HELP)
+    @argument("--idle-after", metavar="SECONDS", type=options.positive_seconds,
+              help=IDLE_AFTER_HELP)
+    @argument("--target-duration", metavar="SECONDS", type=options.positive_seconds,
+              help=TARGET_DURATION_HELP)
     @argument_group("remote workers", "For remote backends only.")
     @argument("--cpu", type=options.cpu_quantity, help="CPU cores, e.g. 2, 0.5 or 500m")
     @argument("--memory", type=options.memory_quantity, help="memory, e.g. 512Mi or 4Gi")
@@ -122,7 +131,8 @@ class FiberMagics(Magics):
 
         With --adapt MIN:MAX the pool sizes itself: it grows as soon as its
         backlog would take longer than a few seconds, and shrinks after a
-        minute with more workers than it needs. A new pool starts at N
+        minute with more workers than it needs (--target-duration and
+        --idle-after change both). A new pool starts at N
         (within the bounds) or MIN; a running one adapts from the size it
         has. A size set by hand (%fiber_pool N, %fiber_scale N) ends adapting.
 
@@ -138,6 +148,8 @@ class FiberMagics(Magics):
           %fiber_pool                       one worker per CPU core
           %fiber_pool 64 --name es -o es    a second pool, as `es`
           %fiber_pool --adapt 1:32          1 to 32 workers, as the work needs
+          %fiber_pool --adapt 1:32 --idle-after 10
+                                            ... giving back idle workers sooner
           %fiber_pool 128 --backend kubernetes --cpu 1 --memory 2Gi
                                             pods (see docs/kubernetes.md)
 
@@ -160,6 +172,10 @@ class FiberMagics(Magics):
               help="target number of workers")
     @argument("--adapt", metavar="MIN:MAX", type=options.adapt_bounds,
               help=f"instead of N: {ADAPT_HELP}")
+    @argument("--idle-after", metavar="SECONDS", type=options.positive_seconds,
+              help=IDLE_AFTER_HELP)
+    @argument("--target-duration", metavar="SECONDS", type=options.positive_seconds,
+              help=TARGET_DURATION_HELP)
     @argument("--name", type=options.pool_name, default=DEFAULT_POOL,
               help=f"the pool to scale (default: {DEFAULT_POOL})")
     @line_magic
@@ -180,11 +196,12 @@ class FiberMagics(Magics):
         if (args.size is None) == (args.adapt is None):
             raise UsageError("give N or --adapt MIN:MAX" if args.size is None
                              else "give N or --adapt MIN:MAX, not both")
+        settings = _adapt_settings(args)
         pool = self._pool(args.name)
-        if args.adapt is None:
+        if settings is None:
             print(scale_pool(pool, args.size))
         else:
-            print(adapt_pool(pool, args.adapt))
+            print(adapt_pool(pool, settings))
         return self._shown(pool)
 
     @magic_arguments()
@@ -282,6 +299,7 @@ class FiberMagics(Magics):
     def _start(self, args: argparse.Namespace) -> Tuple[Pool, str]:
         backend = options.resolve_backend(args.backend, os.environ)
         options.check_resource_hints(backend, vars(args))
+        settings = _adapt_settings(args)
         size = args.size
         if args.adapt is not None:
             check_start_size(size, args.adapt)
@@ -299,10 +317,9 @@ class FiberMagics(Magics):
         except FiberError as exc:  # e.g. no cluster to run on, no image
             raise UsageError(str(exc)) from None
         mode = ""
-        if args.adapt is not None:
-            apply_and_wait(pool, lambda: pool.adapt(*args.adapt),
-                           lambda sized: sized.adapt == args.adapt, TARGET_TIMEOUT)
-            mode = f", {mode_text(args.adapt)}"
+        if settings is not None:
+            request_adapt(pool, settings)
+            mode = f", {settings.describe()}{tuning_text(settings)}"
         target = workers(pool.status().target)
         return pool, f"started pool {pool.name!r} ({backend}, {target}{mode}){replacing}"
 
@@ -315,9 +332,10 @@ class FiberMagics(Magics):
                 raise UsageError(f"pool {pool.name!r} was started with {flag} {fixed}, which "
                                  f"is fixed: %fiber_shutdown {pool.name} first to change it")
         options.check_resource_hints(started.backend, vars(args))
-        if args.adapt is not None:  # N, where a new pool would start, is past for this one
+        settings = _adapt_settings(args)
+        if settings is not None:  # N, where a new pool would start, is past for this one
             check_start_size(args.size, args.adapt)
-            return pool, adapt_pool(pool, args.adapt)
+            return pool, adapt_pool(pool, settings)
         if args.size is None:
             return pool, f"pool {pool.name!r} ({pool.backend}) is running"
         return pool, scale_pool(pool, args.size)
@@ -377,6 +395,19 @@ class FiberMagics(Magics):
 
     def _table(self, pools: Iterable[Pool]) -> PlainText:
         return PlainText(render_status([StatusRow(p.name, p.backend, p.status()) for p in pools]))
+
+
+def _adapt_settings(args: argparse.Namespace) -> Optional[AdaptSettings]:
+    """What --adapt and its tuning ask for; None without --adapt (then tuning is an error)."""
+    tuning = {name: getattr(args, name) for name in ("idle_after", "target_duration")
+              if getattr(args, name) is not None}
+    if args.adapt is None:
+        if tuning:
+            flags = " and ".join("--" + name.replace("_", "-") for name in tuning)
+            raise UsageError(f"{flags} {'needs' if len(tuning) == 1 else 'need'} "
+                             f"--adapt MIN:MAX")
+        return None
+    return AdaptSettings(*args.adapt, **tuning)
 
 
 def _parse(magic: Any, line: str) -> argparse.Namespace:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import inspect
 import keyword
+import math
 import re
 from argparse import ArgumentTypeError
 from pathlib import Path
@@ -56,6 +57,17 @@ def non_negative_int(text: str) -> int:
     if not _INTEGER.fullmatch(text) or int(text) < 0:
         raise ArgumentTypeError(f"must be a non-negative integer, got {text!r}")
     return int(text)
+
+
+def positive_seconds(text: str) -> float:
+    """A duration in seconds, more than zero: ``"30"``, ``"0.5"``."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not 0 < seconds < math.inf:
+        raise ArgumentTypeError(f"must be a positive number of seconds, got {text!r}")
+    return seconds
 
 
 def adapt_bounds(text: str) -> Tuple[int, int]:

@@ -1,4 +1,5 @@
-"""The pool widget: counts, the size and its mode, a worker grid, the running call and a log.
+"""The pool widget: counts, the size and its mode, a worker grid with the workers' CPU and
+memory, the running call, a log, and on request the timeline of recent batches.
 
 The size controls are a slider and a number box for the target, the mode
 ("manual" or "adaptive 1–8"), and an "adapt" checkbox with the bounds. They
@@ -19,7 +20,10 @@ Threads, and who writes what:
   changes made so; a user's change arriving meanwhile waits for the lock.
 - Everything else is written by one refresher thread, at most every
   REFRESH_INTERVAL seconds however many events arrive, so a pool finishing
-  thousands of tasks a second sends a few small updates a second.
+  thousands of tasks a second sends a few small updates a second. The
+  timeline, a bigger picture, has its own, at most every TIMELINE_INTERVAL
+  seconds and only while its toggle is on; it shows the last TIMELINE_SPANS
+  batches.
 
 The grid is one character per worker, coloured by state, with runs of equal
 state merged into one element: 2,048 workers in a few long runs are a few
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import html
 import threading
-from typing import Any, List, Optional, Tuple
+from typing import Any, List, NamedTuple, Optional, Tuple
 
 import ipywidgets
 
@@ -43,12 +47,16 @@ from .live import LiveComms
 from .pool_feed import PoolFeed
 from .status_text import StatusRow, mode_text, render_status
 from .throttle import Throttle
+from .usage_text import heaviest_text, range_text, summarize, usage_text
 
 REFRESH_INTERVAL = 0.5
+TIMELINE_INTERVAL = 2.0
+TIMELINE_SPANS = 1_000
 LOG_LINES = 12
 SLIDER_SPAN = 64  # the slider reaches at least this far, and twice the target
 MAX_SIZE = 100_000
 CELL = "\u25a0"
+USAGE_TITLE_RUNS = 512
 # state -> (short CSS class, colour): the class is repeated per run, so it is short.
 STATE_STYLES = {"starting": ("fs", "#bdbdbd"), "idle": ("fi", "#81c784"),
                 "busy": ("fb", "#1b5e20"), "draining": ("fd", "#fb8c00"),
@@ -65,26 +73,44 @@ def grid_state(worker: WorkerInfo) -> str:
     return worker.state
 
 
-def state_runs(workers: List[WorkerInfo]) -> List[List[Any]]:
-    """Workers in start order, equal neighbours merged: [state, first id, last id, count]."""
-    runs: List[List[Any]] = []
+class StateRun(NamedTuple):
+    """Neighbouring workers (in start order) in one grid state."""
+
+    state: str
+    workers: List[WorkerInfo]
+
+    def title(self, with_usage: bool) -> str:
+        """``w1–w8 (8): busy · cpu 95–99 % · memory 80–96 MiB``, or ``w3: idle``."""
+        first, last = self.workers[0].worker_id, self.workers[-1].worker_id
+        who = first if len(self.workers) == 1 else f"{first}\u2013{last} ({len(self.workers)})"
+        usage = range_text(self.workers) if with_usage else ""
+        return f"{who}: {self.state}" + (f" \u00b7 {usage}" if usage else "")
+
+
+def state_runs(workers: List[WorkerInfo]) -> List[StateRun]:
+    """Workers in start order, equal neighbours merged."""
+    runs: List[StateRun] = []
     for worker in sorted(workers, key=lambda worker: worker_order(worker.worker_id)):
         state = grid_state(worker)
-        if runs and runs[-1][0] == state:
-            runs[-1][2] = worker.worker_id
-            runs[-1][3] += 1
+        if runs and runs[-1].state == state:
+            runs[-1].workers.append(worker)
         else:
-            runs.append([state, worker.worker_id, worker.worker_id, 1])
+            runs.append(StateRun(state, [worker]))
     return runs
 
 
 def render_grid(workers: List[WorkerInfo]) -> str:
-    """Workers in start order, one coloured square each, equal neighbours merged."""
+    """Workers in start order, one coloured square each, equal neighbours merged.
+
+    Each run's hover text names its workers and their CPU and memory, unless
+    there are more than USAGE_TITLE_RUNS runs: then only their state, so the
+    grid stays under 100 KB however the states of 2,048 workers alternate.
+    """
     runs = state_runs(workers)
+    with_usage = len(runs) <= USAGE_TITLE_RUNS
     spans = "".join(
-        f'<span class="{STATE_STYLES[state][0]}" title="'
-        f'{first if count == 1 else f"{first}{chr(0x2013)}{last} ({count})"}: {state}">'
-        f"{CELL * count}</span>" for state, first, last, count in runs)
+        f'<span class="{STATE_STYLES[run.state][0]}" title="{html.escape(run.title(with_usage))}">'
+        f"{CELL * len(run.workers)}</span>" for run in runs)
     return f'{GRID_STYLE}<div class="fiber-grid">{spans}</div>'
 
 
@@ -94,6 +120,13 @@ def render_counts(status: PoolStatus) -> str:
         f" \u00b7 busy {status.busy} \u00b7 idle {status.idle} \u00b7 lost {status.lost}"
         f"   |   tasks: {status.tasks_queued} queued \u00b7 {status.tasks_running} running"
         f" \u00b7 {status.tasks_done} done")
+
+
+def render_usage(workers: List[WorkerInfo]) -> str:
+    """The pool's total CPU and memory, and the worker holding the most memory."""
+    summary = summarize(workers)
+    heaviest = "" if summary.heaviest is None else f" \u00b7 {heaviest_text(summary.heaviest)}"
+    return html.escape(usage_text(summary) + heaviest)
 
 
 def _bound_box(description: str, value: int) -> ipywidgets.BoundedIntText:
@@ -127,22 +160,30 @@ class PoolWidget(ipywidgets.VBox):
         self.adapt_min = _bound_box("min", minimum)
         self.adapt_max = _bound_box("max", maximum)
         self.grid = ipywidgets.HTML()
+        self.usage = ipywidgets.HTML()
         self.running_call = ipywidgets.HTML()
         self.event_log = ipywidgets.HTML()
+        self.timeline_toggle = ipywidgets.ToggleButton(description="timeline",
+                                                       tooltip="each worker's recent batches")
+        self.timeline = ipywidgets.HTML()
         super().__init__([self.header, self.counts,
                           ipywidgets.HBox([self.slider, self.size_box, self.mode]),
                           ipywidgets.HBox([self.adapt_box, self.adapt_min, self.adapt_max]),
-                          self.grid, self.running_call, self.event_log])
+                          self.grid, self.usage, self.running_call, self.event_log,
+                          self.timeline_toggle, self.timeline])
         self._show_sizing(status.target, status.adapt)
         for control in (self.slider, self.size_box):
             control.observe(self._on_size_asked, "value")
         for control in (self.adapt_box, self.adapt_min, self.adapt_max):
             control.observe(self._on_mode_asked, "value")
+        self.timeline_toggle.observe(self._on_timeline_toggled, "value")
         if live is not None:
             for control in (self.slider, self.size_box, self.adapt_box, self.adapt_min,
-                            self.adapt_max):
+                            self.adapt_max, self.timeline_toggle):
                 live.add(control.comm)
         self._refresher = Throttle(f"widget-{pool.name}", self._refresh, REFRESH_INTERVAL)
+        self._timeline_drawer = Throttle(f"timeline-{pool.name}", self._draw_timeline,
+                                         TIMELINE_INTERVAL)
         self._feed = PoolFeed(pool, self._on_event, LOG_LINES)
         self._refresher.poke()
 
@@ -185,6 +226,9 @@ class PoolWidget(ipywidgets.VBox):
         else:
             self._show_sizing(self.slider.value, bounds)
 
+    def _on_timeline_toggled(self, change: dict) -> None:
+        self._timeline_drawer.poke()
+
     def _report(self, line: str) -> None:
         self._feed.add_log(line)
         self._refresher.poke()
@@ -210,16 +254,28 @@ class PoolWidget(ipywidgets.VBox):
             self._show_sizing(event.target, event.adapt)
         if isinstance(event, PoolClosed):
             self._refresher.stop()
+            self._timeline_drawer.stop()
         else:
             self._refresher.poke()
+            if self.timeline_toggle.value:
+                self._timeline_drawer.poke()
 
     def _refresh(self) -> None:
         status = self.pool.status()
         self.header.value = (f"<b>{html.escape(self.pool.name)}</b> \u00b7 "
                             f"{html.escape(self.pool.backend)} \u00b7 {status.state}")
         self.counts.value = render_counts(status)
-        self.grid.value = render_grid(self.pool.workers())
+        workers = self.pool.workers()
+        self.grid.value = render_grid(workers)
+        self.usage.value = render_usage(workers)
         call = self._feed.call
         self.running_call.value = ("" if call is None else
                                    html.escape(f"{call.label}: {counts_text(call)}"))
         self.event_log.value = "<br>".join(html.escape(line) for line in self._feed.log)
+
+    def _draw_timeline(self) -> None:
+        """The picture while the toggle is on; nothing (and no cost) while it is off."""
+        if self.timeline_toggle.value:
+            self.timeline.value = self.pool.timeline().latest(TIMELINE_SPANS).to_svg()
+        else:
+            self.timeline.value = ""

@@ -8,6 +8,7 @@ timeout), then returns a sentence saying what changed, e.g.::
 
     scaled pool 'pool' (local) from 2 to 3 workers; manual now, was adaptive 1–8
     pool 'pool' (local) is adaptive 1–8 now, was manual at 3 workers
+    pool 'pool' (local) is adaptive 1–8 now (idle after 20 s), was adaptive 1–8
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Callable, Optional, Tuple, Union
 
 from IPython.core.error import UsageError
 
+from ..adaptive import IDLE_AFTER, TARGET_DURATION, AdaptSettings
 from ..errors import FiberError
 from ..events import PoolEvent, Scaled
 from ..pool import Pool
@@ -51,16 +53,40 @@ def scale_pool(pool: Pool, target: int, timeout: float = TARGET_TIMEOUT) -> str:
             f"to {workers(target)}{was}")
 
 
-def adapt_pool(pool: Pool, bounds: Bounds, timeout: float = TARGET_TIMEOUT) -> str:
-    """Let the target follow the backlog within ``bounds``; wait until the status shows it."""
+def adapt_pool(pool: Pool, settings: AdaptSettings, timeout: float = TARGET_TIMEOUT) -> str:
+    """Let the target follow the backlog as ``settings`` say; wait until the status shows it.
+
+    Asked again for the bounds it has, and nothing else, a pool is left as it
+    is (its idle time and target duration too).
+    """
     before = pool.status()
-    if before.adapt == bounds:
-        return f"pool {pool.name!r} ({pool.backend}) is already {mode_text(bounds)}"
-    apply_and_wait(pool, lambda: pool.adapt(*bounds),
-                   lambda sized: sized.adapt == bounds, timeout)
+    tuning = tuning_text(settings)
+    if before.adapt == bounds_of(settings) and not tuning:
+        return f"pool {pool.name!r} ({pool.backend}) is already {settings.describe()}"
+    request_adapt(pool, settings, timeout)
     was = (f"manual at {workers(before.target)}" if before.adapt is None
            else mode_text(before.adapt))
-    return f"pool {pool.name!r} ({pool.backend}) is {mode_text(bounds)} now, was {was}"
+    return f"pool {pool.name!r} ({pool.backend}) is {settings.describe()} now{tuning}, was {was}"
+
+
+def request_adapt(pool: Pool, settings: AdaptSettings, timeout: float = TARGET_TIMEOUT) -> None:
+    apply_and_wait(pool, lambda: pool.adapt(settings.minimum, settings.maximum,
+                                            settings.idle_after, settings.target_duration),
+                   lambda sized: sized.adapt == bounds_of(settings), timeout)
+
+
+def bounds_of(settings: AdaptSettings) -> Bounds:
+    return settings.minimum, settings.maximum
+
+
+def tuning_text(settings: AdaptSettings) -> str:
+    """`` (idle after 30 s, target duration 2 s)``: the settings that are not the defaults."""
+    tuned = [f"{name.replace('_', ' ')} {value:g} s"
+             for name, value, default in (("idle_after", settings.idle_after, IDLE_AFTER),
+                                          ("target_duration", settings.target_duration,
+                                           TARGET_DURATION))
+             if value != default]
+    return f" ({', '.join(tuned)})" if tuned else ""
 
 
 def apply_and_wait(pool: Pool, request: Callable[[], None], shows: Callable[[Sized], bool],

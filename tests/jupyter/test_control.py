@@ -9,11 +9,12 @@ from __future__ import annotations
 import json
 import os
 import uuid
+import xml.etree.ElementTree as ElementTree
 
 import pytest
 
 import fiber_jupyter
-from fiber_jupyter.jupyter.control import ControlTarget, pool_view
+from fiber_jupyter.jupyter.control import ControlTarget, pool_view, usage_view
 from fiber_jupyter.jupyter.pool_feed import PoolFeed
 from fiber_jupyter.jupyter.registry import PoolOptions, PoolRegistry
 
@@ -31,6 +32,9 @@ def registry():
 @pytest.fixture
 def control():
     return ControlTarget(live=None)
+
+
+SVG = "{http://www.w3.org/2000/svg}"
 
 
 def names(message):
@@ -70,10 +74,19 @@ class TestCommands:
         assert pool.status().state == "stopped"
         assert "es" not in names(control.answer({"cmd": "status"}))
 
+    def test_timeline_answers_the_picture_of_the_pools_recent_batches(self, registry, control):
+        pool = registry.create("es", 2, PoolOptions("local", 2))
+        pool.map(abs, range(-12, 0), chunksize=3)
+        reply = control.answer({"cmd": "timeline", "pool": "es"})
+        assert (reply["event"], reply["pool"]) == ("timeline", "es")
+        bars = ElementTree.fromstring(reply["svg"]).findall(f"{SVG}rect")
+        assert [bar.get("data-outcome") for bar in bars] == ["done"] * 4
+
     @pytest.mark.parametrize("command, message", [
         ({"cmd": "reboot"}, "unknown command {'cmd': 'reboot'}: "
-                            "expected cmd 'status', 'scale', 'adapt' or 'shutdown'"),
-        ("scale", "unknown command 'scale': expected cmd 'status', 'scale', 'adapt' or 'shutdown'"),
+                            "expected cmd 'status', 'scale', 'adapt', 'timeline' or 'shutdown'"),
+        ("scale", "unknown command 'scale': expected cmd 'status', 'scale', 'adapt', "
+                  "'timeline' or 'shutdown'"),
         ({"cmd": "scale", "pool": "es", "n": 0}, "scale needs n, a positive integer; got 0"),
         ({"cmd": "scale", "pool": "es", "n": "8"}, "scale needs n, a positive integer; got '8'"),
         ({"cmd": "scale", "pool": "es", "n": True}, "scale needs n, a positive integer; got True"),
@@ -91,6 +104,7 @@ class TestCommands:
          "adapt minimum 8 is larger than maximum 4"),
         ({"cmd": "adapt", "pool": "nosuch", "min": 1, "max": 4},
          "no pool named 'nosuch' (this kernel's pools: "),
+        ({"cmd": "timeline", "pool": "nosuch"}, "no pool named 'nosuch' (this kernel's pools: "),
     ])
     def test_bad_commands_get_an_error_that_names_what_was_wrong(self, registry, control,
                                                                   command, message):
@@ -124,6 +138,18 @@ class TestPoolView:
                    for line in view["log"])
         # At least: the task is retried, and may kill the worker it is retried on too.
         wait_for(lambda: pool_view(pool, feed)["lost"] >= 1, what="the loss counted")
+
+    def test_it_has_the_workers_cpu_and_memory_and_the_heaviest_of_them(self, registry):
+        pool = registry.create("es", 2, PoolOptions("local", 2))
+        wait_for(lambda: pool_view(pool, None)["usage"]["reporting"] == 2,
+                 what="both workers' usage")
+        workers = pool.workers()  # one snapshot: the next heartbeats may change the numbers
+        usage = json.loads(json.dumps(usage_view(workers)))
+        heaviest = usage["heaviest"]
+        assert heaviest["worker_id"] in {worker.worker_id for worker in workers}
+        assert heaviest["memory_bytes"] == max(worker.memory_bytes for worker in workers)
+        assert usage["memory_bytes"] == sum(worker.memory_bytes for worker in workers) > 0
+        assert usage["text"].endswith("(2 workers)") and heaviest["worker_id"] in heaviest["text"]
 
 
 # In a real kernel ----------------------------------------------------------------

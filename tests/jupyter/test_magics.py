@@ -116,6 +116,15 @@ def test_a_pool_is_started_used_scaled_shown_and_shut_down(shell):
     ("%fiber_scale --adapt 1:x", "argument --adapt: MAX must be a positive integer, got 'x' "
                                  "in '1:x'"),
     ("%fiber_scale 2 --adapt 1:4", "give N or --adapt MIN:MAX, not both"),
+    ("%fiber_pool 2 --idle-after 5", "--idle-after needs --adapt MIN:MAX"),
+    ("%fiber_pool 2 --idle-after 5 --target-duration 1",
+     "--idle-after and --target-duration need --adapt MIN:MAX"),
+    ("%fiber_pool --adapt 1:4 --idle-after 0",
+     "argument --idle-after: must be a positive number of seconds, got '0'"),
+    ("%fiber_scale --adapt 1:4 --target-duration nan",
+     "argument --target-duration: must be a positive number of seconds, got 'nan'"),
+    ("%fiber_scale --adapt 1:4 --idle-after 1m",
+     "argument --idle-after: must be a positive number of seconds, got '1m'"),
     ("%fiber_status nosuch", "no pool named 'nosuch' (this kernel's pools: none yet)"),
     ("%fiber_shutdown nosuch", "no pool named 'nosuch' (this kernel's pools: none yet)"),
     ("%fiber_shutdown", "no pool named 'pool' (this kernel's pools: none yet)"),
@@ -197,6 +206,20 @@ def test_a_pool_switches_between_manual_and_adaptive_and_the_status_says_which(s
                              "manual now, was adaptive 2\u20134\n")
     assert row(manual.result)[3] == "manual"
     assert shell.run("pool.status().adapt is None") == shown(result="True")
+
+
+def test_an_adaptive_pool_with_a_short_idle_time_gives_workers_back_soon_after_a_map(shell):
+    started = shell.run("%fiber_pool --adapt 1:3 --idle-after 0.2 --target-duration 0.05")
+    assert started.stdout == (
+        "started pool 'pool' (local, 1 worker, adaptive 1\u20133 (idle after 0.2 s, "
+        "target duration 0.05 s)); bound to `pool`\n")
+    shell.run("import time\nsizes = set()\n"
+              "pool.events.subscribe(lambda e: sizes.add(getattr(e, 'target', 0)))\n"
+              "pool.map(time.sleep, [0.05] * 40, chunksize=1)")
+    assert shell.run("max(sizes)") == shown(result="3")
+    # The default idle time is a minute: only the setting can shrink it within the wait.
+    wait_for(lambda: shell.run("pool.status().target").result == "1",
+             what="the pool back at its minimum")
 
 
 def test_running_the_cell_with_adapt_again_switches_the_running_pool(shell):
@@ -331,7 +354,9 @@ def test_a_closing_pool_is_neither_resized_nor_replaced(shell):
         "remote workers:\n  For remote backends only.",
         "--namespace NAMESPACE",
     ]),
-    ("fiber_scale", ["%fiber_scale [--adapt MIN:MAX] [--name NAME] [N]",
+    ("fiber_scale", ["%fiber_scale [--adapt MIN:MAX] [--idle-after SECONDS]",
+                     "[--target-duration SECONDS] [--name NAME]",
+                     "--idle-after SECONDS  with --adapt: seconds with more workers than",
                      "Set a pool's target number of workers, or let it adapt; show the pool.",
                      "%fiber_scale --adapt 4:64         4 to 64 workers, as the work needs",
                      "instead of N: let the target follow the backlog"]),

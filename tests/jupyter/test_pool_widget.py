@@ -10,7 +10,8 @@ import pytest
 
 from fiber_jupyter import EventStream, PoolClosed, PoolStatus, Scaled, WorkerInfo
 from fiber_jupyter.adaptive import AdaptSettings
-from fiber_jupyter.jupyter.pool_widget import PoolWidget, render_counts, render_grid
+from fiber_jupyter.jupyter.pool_widget import (USAGE_TITLE_RUNS, PoolWidget, render_counts,
+                                                render_grid, render_usage)
 
 from ..conftest import wait_for
 
@@ -36,6 +37,36 @@ def test_2048_workers_make_a_small_grid_even_when_every_neighbour_differs():
     assert len(render_grid(clustered)) < 4 * 1024
     assert len(render_grid(alternating)) < 100 * 1024
     assert render_grid(alternating).count("\u25a0") == 2048
+
+
+def test_each_runs_hover_text_has_its_cpu_and_memory_one_value_or_the_range():
+    mib = 1024 * 1024
+    workers = [worker(0)._replace(cpu_percent=99.4, memory_bytes=80 * mib),
+               worker(1)._replace(cpu_percent=2.0, memory_bytes=96 * mib),
+               worker(2, tasks=1)._replace(cpu_percent=100.0, memory_bytes=90 * mib),
+               worker(3, "starting")]
+    titles = re.findall(r'title="([^"]*)"', render_grid(workers))
+    assert titles == ["w0\u2013w1 (2): idle \u00b7 cpu 2\u201399 % "
+                      "\u00b7 memory 80 MiB\u201396 MiB",
+                      "w2: busy \u00b7 cpu 100 % \u00b7 memory 90 MiB", "w3: starting"]
+
+
+def test_a_grid_of_more_runs_than_hover_texts_with_usage_allow_names_only_states():
+    mib = 1024 * 1024
+    alternating = [worker(n, tasks=n % 2)._replace(cpu_percent=99.0, memory_bytes=85 * mib)
+                   for n in range(2048)]
+    grid = render_grid(alternating)
+    assert len(grid) < 100 * 1024 and "memory" not in grid
+    assert "memory 85 MiB" in render_grid(alternating[:USAGE_TITLE_RUNS])
+
+
+def test_the_usage_line_has_the_totals_and_the_worker_with_the_most_memory():
+    mib = 1024 * 1024
+    workers = [worker(0)._replace(cpu_percent=99.0, memory_bytes=80 * mib),
+               worker(1)._replace(cpu_percent=50.0, memory_bytes=1500 * mib), worker(2)]
+    assert render_usage(workers) == ("cpu 149 % \u00b7 memory 1.5 GiB (2 workers) \u00b7 "
+                                     "most memory: w1, 1.5 GiB, cpu 50 %")
+    assert render_usage([worker(0)]) == "no usage reported yet"
 
 
 def test_counts_name_every_number_of_the_status():
@@ -179,3 +210,18 @@ def test_a_real_pool_switches_to_adaptive_from_the_widget_and_back_by_the_slider
     wait_for(lambda: pool.status().adapt is None and pool.status().target == 1,
              what="the pool manual again, at the slider's size")
     assert sizing(widget)[:4] == (1, 1, "manual", False)
+
+
+def test_the_timeline_toggle_draws_the_recent_batches_while_it_is_on(widget_of, make_pool):
+    pool = make_pool(2, name="widget-timeline", progress=False)
+    widget = widget_of(pool)
+    pool.map(abs, range(-12, 0), chunksize=3)
+    assert widget.timeline.value == ""  # nothing drawn, nothing sent, until asked
+    widget.timeline_toggle.value = True
+    wait_for(lambda: widget.timeline.value.count('data-outcome="done"') == 4,
+             what="the picture of the map's four batches")
+    pool.map(abs, range(-6, 0), chunksize=3)
+    wait_for(lambda: widget.timeline.value.count('data-outcome="done"') == 6,
+             what="the picture redrawn with the next map")
+    widget.timeline_toggle.value = False
+    wait_for(lambda: widget.timeline.value == "", what="the picture gone")

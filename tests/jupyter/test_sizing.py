@@ -16,6 +16,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from fiber_jupyter import EventStream, PoolStateError, PoolStatus, Scaled
+from fiber_jupyter.adaptive import IDLE_AFTER, TARGET_DURATION, AdaptSettings
 from fiber_jupyter.jupyter.sizing import adapt_pool, check_start_size, scale_pool
 
 
@@ -44,7 +45,9 @@ class LaggingPool:
     def scale(self, target: int) -> None:
         self._take(target=target, adapt=None)
 
-    def adapt(self, minimum: int, maximum: int) -> None:
+    def adapt(self, minimum: int, maximum: int, idle_after: float = IDLE_AFTER,
+              target_duration: float = TARGET_DURATION) -> None:
+        self.tuning = (idle_after, target_duration)
         self._take(adapt=(minimum, maximum))
 
     def _take(self, **change) -> None:
@@ -61,7 +64,7 @@ class LaggingPool:
 
 
 class ClosedPool(LaggingPool):
-    def adapt(self, minimum: int, maximum: int) -> None:
+    def adapt(self, minimum: int, maximum: int, *tuning: float) -> None:
         raise PoolStateError("Pool not running: pool 'lagging' was terminated; make a new one")
 
 
@@ -89,7 +92,7 @@ def test_a_scheduler_that_never_answers_delays_the_cell_by_the_timeout_only():
 
 def test_adapting_returns_once_the_status_shows_the_bounds_and_says_what_the_mode_was():
     pool = LaggingPool(2)
-    assert adapt_pool(pool, (1, 8)) == (
+    assert adapt_pool(pool, AdaptSettings(1, 8)) == (
         "pool 'lagging' (local) is adaptive 1\u20138 now, was manual at 2 workers")
     pool.scheduler.join()
     assert pool.caller_was_listening is True
@@ -99,11 +102,22 @@ def test_adapting_returns_once_the_status_shows_the_bounds_and_says_what_the_mod
 
 def test_new_bounds_replace_the_old_ones_and_the_same_bounds_change_nothing():
     pool = LaggingPool(2, adapt=(1, 4))
-    assert adapt_pool(pool, (1, 4)) == "pool 'lagging' (local) is already adaptive 1\u20134"
+    assert adapt_pool(pool, AdaptSettings(1, 4)) == (
+        "pool 'lagging' (local) is already adaptive 1\u20134")
     assert pool.scheduler is None
-    assert adapt_pool(pool, (2, 8)) == (
+    assert adapt_pool(pool, AdaptSettings(2, 8)) == (
         "pool 'lagging' (local) is adaptive 2\u20138 now, was adaptive 1\u20134")
     assert pool.status().adapt == (2, 8)
+
+
+def test_an_idle_time_or_target_duration_is_passed_on_and_said_even_with_the_same_bounds():
+    pool = LaggingPool(2, adapt=(1, 4))
+    assert adapt_pool(pool, AdaptSettings(1, 4, idle_after=20)) == (
+        "pool 'lagging' (local) is adaptive 1\u20134 now (idle after 20 s), was adaptive 1\u20134")
+    assert pool.tuning == (20, TARGET_DURATION)
+    assert adapt_pool(pool, AdaptSettings(1, 4, 1.5, 0.25)).endswith(
+        "now (idle after 1.5 s, target duration 0.25 s), was adaptive 1\u20134")
+    assert pool.tuning == (1.5, 0.25)
 
 
 def test_scaling_an_adaptive_pool_makes_it_manual_even_at_the_target_it_has():
@@ -118,7 +132,7 @@ def test_scaling_an_adaptive_pool_makes_it_manual_even_at_the_target_it_has():
 def test_a_pool_that_refuses_is_a_usage_error_and_leaves_no_subscription():
     pool = ClosedPool(2)
     with pytest.raises(UsageError, match="^Pool not running: pool 'lagging' was terminated"):
-        adapt_pool(pool, (1, 8))
+        adapt_pool(pool, AdaptSettings(1, 8))
     assert not pool.events.has_subscribers
 
 
