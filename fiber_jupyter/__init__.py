@@ -16,6 +16,7 @@ from .errors import (BrokenPoolError, FiberError, InitializerError, PoolSizeErro
 from .events import (CallStarted, EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskRetried,
                      TaskSpeculated, TasksFailed, WorkerLost, WorkerReady, WorkerStarting,
                      WorkerStopped, WorkerWaiting)
+from .backends.kubernetes import KubernetesConfigError
 from .channels import ChannelError
 from .pool import Pool
 from .process import Process, ProcessStateError
@@ -35,9 +36,10 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AsyncResult", "BrokenPoolError", "CallStarted", "ChannelError", "Connection", "EventStream",
-    "FiberError", "IMapIterator", "InitializerError", "Pipe", "Pool", "PoolClosed", "PoolEvent",
-    "PoolSizeError", "PoolStateError", "PoolStatus", "PoolTerminatedError", "Process",
-    "ProcessStateError", "Progress", "RemoteError", "RemoteTraceback", "ResultEncodingError",
+    "FiberError", "IMapIterator", "InitializerError", "KubernetesConfigError", "Pipe", "Pool",
+    "PoolClosed", "PoolEvent", "PoolSizeError", "PoolStateError", "PoolStatus",
+    "PoolTerminatedError", "Process", "ProcessStateError", "Progress", "RemoteError",
+    "RemoteTraceback", "ResultEncodingError",
     "Scaled", "SimpleQueue", "TaskCancelled", "TaskRetried", "TaskSpeculated", "TasksFailed",
     "TimeoutError", "WorkerLost", "WorkerLostError", "WorkerReady", "WorkerStarting",
     "WorkerInfo", "WorkerOutput", "WorkerStopped", "WorkerWaiting",

@@ -171,10 +171,10 @@ class _Call:
 class ProgressTracker:
     """Drives one display per long-running call of a pool (see the module docstring)."""
 
-    def __init__(self, factory: DisplayFactory, delay: float = DELAY,
+    def __init__(self, factory: DisplayFactory, delay: Optional[float] = None,
                  interval: float = INTERVAL) -> None:
         self._factory = factory
-        self._delay = delay
+        self._delay = DELAY if delay is None else delay  # read now: a test may set DELAY
         self._interval = interval
         self._lock = threading.Lock()
         self._calls: Dict[int, _Call] = {}

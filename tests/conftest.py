@@ -107,6 +107,30 @@ def make_pool():
         pool.join()
 
 
+@pytest.fixture
+def process_options() -> dict:
+    """What every Process a test starts is given; Kubernetes tests add their backend."""
+    return {}
+
+
+@pytest.fixture
+def start(process_options):
+    """Start a Process of ``target(*args)``; every one is terminated at the end of the test."""
+    started: List[fiber_jupyter.Process] = []
+
+    def start_process(target, *args, **options) -> fiber_jupyter.Process:
+        process = fiber_jupyter.Process(target=target, args=args,
+                                        **{**process_options, **options})
+        process.start()
+        started.append(process)
+        return process
+
+    yield start_process
+    for process in started:
+        if process.is_alive():
+            process.terminate()
+
+
 @pytest.fixture(scope="module")
 def pool():
     """A shared pool of 4 workers, as CPython's own Pool tests use."""

@@ -49,23 +49,6 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 JOIN = 60
 
 
-@pytest.fixture
-def start():
-    """Start a Process of ``target(*args)``; every one is terminated at the end of the test."""
-    started = []
-
-    def start_process(target, *args, **options) -> Process:
-        process = Process(target=target, args=args, **options)
-        process.start()
-        started.append(process)
-        return process
-
-    yield start_process
-    for process in started:
-        if process.is_alive():
-            process.terminate()
-
-
 def connected(process: Process) -> int:
     return wait_for(lambda: process.pid, what=f"{process.name}'s job to connect")
 

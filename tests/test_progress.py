@@ -70,7 +70,8 @@ def test_a_long_call_gets_a_display_that_ends_with_its_final_counts(make_pool):
     assert (display.final.done, display.final.total, display.final.finished) == (14, 14, True)
 
 
-def test_a_quick_call_shows_nothing(make_pool):
+def test_a_call_that_ends_within_the_delay_shows_nothing(make_pool, monkeypatch):
+    monkeypatch.setattr(progress, "DELAY", 60.0)  # "quick" whatever the machine's load
     factory = RecordingFactory()
     pool = make_pool(2, progress=factory)
     pool.map(tasks.square, range(10))

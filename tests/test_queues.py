@@ -29,30 +29,13 @@ import psutil
 import pytest
 import zmq
 
-from fiber_jupyter import ChannelError, Pipe, Process, SimpleQueue, channels, security
+from fiber_jupyter import ChannelError, Pipe, SimpleQueue, channels, security
 from fiber_jupyter.backends import Kubernetes
 
 from . import process_targets as targets
 from .conftest import wait_for
 
 JOIN = 60
-
-
-@pytest.fixture
-def start():
-    """Start a Process of ``target(*args)``; every one is terminated at the end of the test."""
-    started = []
-
-    def start_process(target, *args) -> Process:
-        process = Process(target=target, args=args)
-        process.start()
-        started.append(process)
-        return process
-
-    yield start_process
-    for process in started:
-        if process.is_alive():
-            process.terminate()
 
 
 def _endpoint(shared) -> channels.Endpoint:

@@ -16,7 +16,7 @@ broker), the pod's end read from the watch.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Iterator, List
+from typing import Any, Dict
 
 import pytest
 
@@ -38,20 +38,9 @@ def _backend(cluster: Cluster) -> Any:
 
 
 @pytest.fixture
-def start(fake: Cluster) -> Iterator[Any]:
-    """Start a Process of ``target(*args)`` in a pod; every one is terminated at the end."""
-    started: List[Process] = []
-
-    def start_process(target: Any, *args: Any) -> Process:
-        process = Process(target=target, args=args, backend=_backend(fake))
-        process.start()
-        started.append(process)
-        return process
-
-    yield start_process
-    for process in started:
-        if process.is_alive():
-            process.terminate()
+def process_options(fake: Cluster) -> Dict[str, Any]:
+    """Every Process of these tests runs in a pod of the stand-in cluster."""
+    return {"backend": _backend(fake)}
 
 
 def _connected(process: Process) -> int:

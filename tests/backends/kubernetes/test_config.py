@@ -16,7 +16,8 @@ import threading
 import pytest
 
 import fiber_jupyter
-from fiber_jupyter.backends.kubernetes import Kubernetes, KubernetesConfigError
+from fiber_jupyter import KubernetesConfigError
+from fiber_jupyter.backends.kubernetes import Kubernetes
 from fiber_jupyter.backends.kubernetes.config import own_pod_name
 
 NO_CLUSTER_HINT = ("(outside a cluster, set KUBECONFIG or pass "
