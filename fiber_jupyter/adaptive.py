@@ -9,8 +9,12 @@ that keeps the size from flapping at the end of every map.
 
 Work is measured in seconds: outstanding tasks times the seconds a task takes
 (measured by the pool; before any task of a call has finished, the time the
-call has been running, which a task that has not finished has taken at least,
-so a call of long tasks grows the pool more the longer it runs). So a
+call has been running divided by the size of its largest running batch,
+which its tasks have taken at least, so a call of long tasks grows the pool
+more the longer it runs). Until some batch of a call runs, its tasks count no
+seconds: with every worker still starting (pods pending), an adaptive pool
+asks for no more than its minimum, rather than guess at tasks it knows
+nothing about. So a
 thousand 1 ms tasks do not start a thousand workers, while a hundred tasks of
 a minute each soon get a hundred. Workers still starting count toward the
 target, so a slow scheduler (pods pending) never leads to more requests.
@@ -87,6 +91,16 @@ class Adaptation:
             return current
         self._surplus_since = None
         return self._needed_during_surplus
+
+    def decides_at(self) -> Optional[float]:
+        """When the target may next change with no new work: the end of the current surplus.
+
+        The scheduler wakes for it; anything else that changes the target
+        (work arriving, a result) wakes the scheduler anyway.
+        """
+        if self._surplus_since is None:
+            return None
+        return self._surplus_since + self.settings.idle_after
 
     def needed(self, outstanding_tasks: int, outstanding_seconds: float) -> int:
         """Workers enough to finish the backlog in ``target_duration``, within the bounds."""

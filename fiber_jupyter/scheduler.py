@@ -33,6 +33,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -267,7 +268,20 @@ class Scheduler(threading.Thread):
         until_heartbeat = self._next_heartbeat_check - now
         until_progress = self._next_report - now if self._jobs else until_heartbeat
         until_launch = self._launch_not_before - now if self._launch_deferred else until_heartbeat
-        return max(0, int(1000 * min(until_heartbeat, until_progress, until_launch)))
+        until_adapt = self._until_adapt(now)
+        return max(0, int(1000 * min(until_heartbeat, until_progress, until_launch, until_adapt)))
+
+    def _until_adapt(self, now: float) -> float:
+        """Seconds until an adaptive pool above its minimum may next shrink.
+
+        Growing needs work, and work wakes the loop; shrinking needs time
+        alone: the next check (which starts a surplus) or the end of one.
+        """
+        adaptation = self._adaptation
+        if adaptation is None or self._target <= adaptation.settings.minimum:
+            return math.inf
+        decides_at = adaptation.decides_at() or self._next_adapt
+        return max(decides_at, self._next_adapt) - now
 
     def _run_commands(self) -> None:
         for command in self._inbox.drain():

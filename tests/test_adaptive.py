@@ -64,6 +64,15 @@ def test_new_work_during_the_surplus_restarts_the_wait():
     assert policy.target(20, 0, 0.0, now=130.0) == 2
 
 
+def test_it_says_when_a_surplus_may_end_and_nothing_while_there_is_none():
+    policy = adaptation(idle_after=60.0)
+    assert policy.decides_at() is None
+    policy.target(20, 0, 0.0, now=5.0)
+    assert policy.decides_at() == 65.0
+    policy.target(20, 100, 100.0, now=30.0)
+    assert policy.decides_at() is None
+
+
 def test_it_shrinks_to_the_most_it_needed_during_the_surplus():
     policy = adaptation(idle_after=60.0)
     policy.target(20, 0, 0.0, now=0.0)
@@ -99,6 +108,18 @@ def test_an_adaptive_pool_grows_for_a_backlog_and_shrinks_back_when_idle(make_po
     started = {e.worker_id for e in events.seen if isinstance(e, WorkerStarting)}
     assert started - {"w0"} == {"w1", "w2", "w3"}
     assert pool.status().lost == 0
+
+
+@pytest.mark.timeout(120)
+def test_an_idle_pool_shrinks_when_its_idle_time_ends_not_at_its_next_heartbeat_check(make_pool):
+    # Heartbeats every 100 s: nothing else would wake the pool's loop in the test's time.
+    pool = make_pool(1, name="adaptive-idle", heartbeat_timeout=600)
+    events = EventRecorder(pool)
+    pool.adapt(1, 3, idle_after=0.2, target_duration=0.05)
+    results = pool.starmap_async(tasks.slow_square, [(x, 0.05) for x in range(30)], chunksize=1)
+    events.next(Scaled, where=lambda e: e.target == 3)
+    assert results.get(timeout=60) == [x * x for x in range(30)]
+    events.next(Scaled, where=lambda e: e.target == 1, timeout=30)
 
 
 def test_scaling_by_hand_switches_adapting_off(make_pool):

@@ -23,7 +23,7 @@ Commands are the comm's data; each gets one answer on the same comm::
     {"cmd": "scale", "pool": "es", "n": 32}    -> {"event": "scaled", "pool": "es", "target": 32}
     {"cmd": "adapt", "pool": "es", "min": 1, "max": 8}
                                  -> {"event": "adapted", "pool": "es", "adapt": [1, 8]}
-    {"cmd": "timeline", "pool": "es"}
+    {"cmd": "timeline", "pool": "es", "width": 320}     (width in pixels: optional)
                   -> {"event": "timeline", "pool": "es", "svg": "<svg ...>"}, the last batches
     {"cmd": "shutdown", "pool": "es"}          -> {"event": "shutdown", "pool": "es"}, once stopped
     anything wrong                             -> {"event": "error", "message": "..."}
@@ -63,6 +63,7 @@ TARGET = "fiber_jupyter.control"
 COMMANDS = ("status", "scale", "adapt", "timeline", "shutdown")
 PUSH_INTERVAL = 0.25
 PUSH_PERIOD = 1.0
+TIMELINE_WIDTHS = range(200, 4001)  # pixels; the default is the notebook's, 900
 
 
 def find_pool(name: Any) -> Pool:
@@ -114,9 +115,17 @@ def check_command(data: Any) -> Optional[str]:
     counts = {"scale": ("n",), "adapt": ("min", "max")}.get(data["cmd"], ())
     for field in counts:
         value = data.get(field)
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        if not _is_count(value) or value < 1:
             return f"{data['cmd']} needs {field}, a positive integer; got {value!r}"
+    width = data.get("width", TIMELINE_WIDTHS[0])
+    if data["cmd"] == "timeline" and not (_is_count(width) and width in TIMELINE_WIDTHS):
+        return (f"timeline width must be a whole number of pixels from {TIMELINE_WIDTHS[0]} "
+                f"to {TIMELINE_WIDTHS[-1]}; got {width!r}")
     return None
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
 
 
 def error(message: str) -> Dict[str, Any]:
@@ -172,8 +181,9 @@ class ControlTarget:
                 pool.adapt(*bounds)
                 return {"event": "adapted", "pool": pool.name, "adapt": bounds}
             if data["cmd"] == "timeline":
+                timeline = pool.timeline().latest(TIMELINE_SPANS)
                 return {"event": "timeline", "pool": pool.name,
-                        "svg": pool.timeline().latest(TIMELINE_SPANS).to_svg()}
+                        "svg": timeline.to_svg(width=int(data.get("width", 900)))}
         except FiberError as exc:
             return error(str(exc))
         pool.terminate()

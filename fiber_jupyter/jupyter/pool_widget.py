@@ -20,7 +20,9 @@ Threads, and who writes what:
   changes made so; a user's change arriving meanwhile waits for the lock.
 - Everything else is written by one refresher thread, at most every
   REFRESH_INTERVAL seconds however many events arrive, so a pool finishing
-  thousands of tasks a second sends a few small updates a second. The
+  thousands of tasks a second sends a few small updates a second, and at
+  least every USAGE_PERIOD seconds, for the workers' CPU and memory, which
+  change with their heartbeats, without events. The
   timeline, a bigger picture, has its own, at most every TIMELINE_INTERVAL
   seconds and only while its toggle is on; it shows the last TIMELINE_SPANS
   batches.
@@ -50,6 +52,7 @@ from .throttle import Throttle
 from .usage_text import heaviest_text, range_text, summarize, usage_text
 
 REFRESH_INTERVAL = 0.5
+USAGE_PERIOD = 2.0
 TIMELINE_INTERVAL = 2.0
 TIMELINE_SPANS = 1_000
 LOG_LINES = 12
@@ -181,7 +184,8 @@ class PoolWidget(ipywidgets.VBox):
             for control in (self.slider, self.size_box, self.adapt_box, self.adapt_min,
                             self.adapt_max, self.timeline_toggle):
                 live.add(control.comm)
-        self._refresher = Throttle(f"widget-{pool.name}", self._refresh, REFRESH_INTERVAL)
+        self._refresher = Throttle(f"widget-{pool.name}", self._refresh, REFRESH_INTERVAL,
+                                   USAGE_PERIOD)
         self._timeline_drawer = Throttle(f"timeline-{pool.name}", self._draw_timeline,
                                          TIMELINE_INTERVAL)
         self._feed = PoolFeed(pool, self._on_event, LOG_LINES)

@@ -37,8 +37,9 @@ def format_bytes(count: int) -> str:
     return f"{value:.0f} {unit}" if value >= 10 or unit == "B" else f"{value:.1f} {unit}"
 
 
-def format_cpu(percent: Optional[float]) -> str:
-    return "cpu ?" if percent is None else f"cpu {percent:.0f} %"
+def _with_cpu(percent: Optional[float], rest: str) -> str:
+    """``cpu 99 % · rest``; just ``rest`` until the CPU share is known (after two heartbeats)."""
+    return rest if percent is None else f"cpu {percent:.0f} % \u00b7 {rest}"
 
 
 def summarize(workers: Iterable[WorkerInfo]) -> UsageSummary:
@@ -56,14 +57,14 @@ def usage_text(summary: UsageSummary) -> str:
     if summary.memory_bytes is None:
         return "no usage reported yet"
     plural = "" if summary.reporting == 1 else "s"
-    return (f"{format_cpu(summary.cpu_percent)} \u00b7 memory {format_bytes(summary.memory_bytes)}"
-            f" ({summary.reporting} worker{plural})")
+    return _with_cpu(summary.cpu_percent, f"memory {format_bytes(summary.memory_bytes)} "
+                                          f"({summary.reporting} worker{plural})")
 
 
 def heaviest_text(worker: WorkerInfo) -> str:
     """``most memory: w3, 96 MiB, cpu 99 %``."""
-    return (f"most memory: {worker.worker_id}, {format_bytes(worker.memory_bytes or 0)}, "
-            f"{format_cpu(worker.cpu_percent)}")
+    cpu = "" if worker.cpu_percent is None else f", cpu {worker.cpu_percent:.0f} %"
+    return f"most memory: {worker.worker_id}, {format_bytes(worker.memory_bytes or 0)}{cpu}"
 
 
 def range_text(workers: List[WorkerInfo]) -> str:

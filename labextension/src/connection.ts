@@ -10,7 +10,7 @@ export type View =
 
 export interface IConnectionListener {
   showView(view: View): void;
-  /** Answers to commands: 'scaled', 'adapted', 'shutdown' and 'error'. */
+  /** Answers to commands: 'scaled', 'adapted', 'shutdown', 'timeline' and 'error'. */
   showEvent(event: KernelEvent): void;
 }
 

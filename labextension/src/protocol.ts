@@ -22,6 +22,27 @@ export interface ICall {
   text: string;
 }
 
+/** The worker using the most memory, e.g. "most memory: w3, 96 MiB, cpu 99 %". */
+export interface IHeaviest {
+  worker_id: string;
+  cpu_percent: number | null;
+  memory_bytes: number;
+  text: string;
+}
+
+/**
+ * What the workers last reported: sums over those that did (`reporting`), null
+ * while none has. 100 % cpu is one core. The kernel words `text` itself, so
+ * the panel and the widget in the notebook say the same thing.
+ */
+export interface IUsage {
+  cpu_percent: number | null;
+  memory_bytes: number | null;
+  reporting: number;
+  text: string;
+  heaviest: IHeaviest | null;
+}
+
 export interface IPool {
   name: string;
   backend: string;
@@ -38,6 +59,7 @@ export interface IPool {
   /** Set while the pool adapts its size (`pool.adapt`), null while it is manual. */
   adapt: AdaptBounds | null;
   workers: WorkerRun[];
+  usage: IUsage;
   call: ICall | null;
   log: string[];
 }
@@ -52,6 +74,8 @@ export type KernelEvent =
   | { event: 'scaled'; pool: string; target: number }
   | { event: 'adapted'; pool: string; adapt: AdaptBounds }
   | { event: 'shutdown'; pool: string }
+  /** The picture of the pool's recent batches per worker, drawn by the kernel. */
+  | { event: 'timeline'; pool: string; svg: string }
   | { event: 'error'; message: string };
 
 /** `scale` sets the size by hand, which ends adapting; `adapt` lets the pool size itself. */
@@ -59,7 +83,9 @@ export type Command =
   | { cmd: 'status' }
   | { cmd: 'scale'; pool: string; n: number }
   | { cmd: 'adapt'; pool: string; min: number; max: number }
-  | { cmd: 'shutdown'; pool: string };
+  | { cmd: 'shutdown'; pool: string }
+  /** `width`: pixels, 200 to 4000; the kernel draws 900 without it. */
+  | { cmd: 'timeline'; pool: string; width?: number };
 
 /**
  * Check the envelope of a comm message; the fields inside are trusted, since
@@ -69,12 +95,15 @@ export function parseEvent(data: unknown): KernelEvent | null {
   if (typeof data !== 'object' || data === null) {
     return null;
   }
-  const event = data as { event?: unknown; pools?: unknown; message?: unknown };
+  const event = data as { event?: unknown; pools?: unknown; message?: unknown; svg?: unknown };
   switch (event.event) {
     case 'pools':
       return Array.isArray(event.pools) ? (data as KernelEvent) : null;
     case 'error':
       return { event: 'error', message: String(event.message) };
+    case 'timeline':
+      // Without its picture, the answer would show as a broken image.
+      return typeof event.svg === 'string' ? (data as KernelEvent) : null;
     case 'scaled':
     case 'adapted':
     case 'shutdown':

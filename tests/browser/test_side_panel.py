@@ -7,7 +7,9 @@ number of workers is checked from the kernel's side: their processes.
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
+from urllib.parse import unquote
 
 import pytest
 
@@ -89,6 +91,91 @@ def test_scaling_from_the_panel_during_a_blocking_map_changes_the_workers_before
     gate_file.touch()
     assert wait_cell_idle(page, 2), cell_output_text(page, 2)
     assert "results [0, 1]" in cell_output_text(page, 2)
+
+
+# A short CPU-bound map: four batches of one item, each a few tens of milliseconds of work.
+SPIN_MAP = """\
+def spin(item):
+    total = 0
+    for i in range(1_000_000):
+        total += i * i
+    return item
+print('results', pool.map(spin, range(4), chunksize=1))
+"""
+WORKER_IDS = "print('workers:', *sorted(worker.worker_id for worker in pool.workers()))"
+
+
+def test_the_panel_shows_what_the_workers_use_and_names_the_heaviest(page, lab_server, gate):
+    from playwright.sync_api import expect
+
+    name = notebook(lab_server, "panel_usage.ipynb", gate, SPIN_MAP, WORKER_IDS)
+    start(page, lab_server, name)
+    for index in (2, 3):
+        run_cell(page, index)
+        assert wait_cell_idle(page, index), cell_output_text(page, index)
+    assert "results [0, 1, 2, 3]" in cell_output_text(page, 2)
+    workers = re.search(r"workers: (.*)", cell_output_text(page, 3)).group(1).split()
+    assert len(workers) == 2, workers
+
+    pool = card(open_panel(page), "pool")
+    usage = pool.locator(".jp-FiberPanel-usage")
+    # Workers report with their heartbeats: wait for a positive whole number of bytes.
+    expect(usage).to_have_attribute("data-usage-memory", re.compile(r"^[1-9][0-9]*$"),
+                                    timeout=UPDATE_MS)
+    expect(usage).to_contain_text("memory")
+    heaviest = pool.locator(".jp-FiberPanel-heaviest")
+    expect(heaviest).to_be_visible()
+    worker = heaviest.get_attribute("data-worker-id")
+    assert worker in workers, (worker, workers)
+    expect(heaviest).to_contain_text(f"most memory: {worker},")
+    page.screenshot(path=str(ARTIFACTS / "side_panel_usage.png"), full_page=True)
+
+
+SVG_URL = "data:image/svg+xml;charset=utf-8,"
+DONE_BAR = re.compile(r'<rect [^>]*data-outcome="done"')
+# How many finished batches the timeline of a card shows, read from its data: URL.
+DONE_BARS_JS = """(selector) => {
+  const src = document.querySelector(selector)?.getAttribute('src') ?? '';
+  const svg = decodeURIComponent(src.slice(src.indexOf(',') + 1));
+  return (svg.match(/<rect [^>]*data-outcome="done"/g) ?? []).length;
+}"""
+
+
+def test_the_timeline_toggle_shows_the_batches_follows_new_ones_and_hides(page, lab_server, gate):
+    from playwright.sync_api import expect
+
+    start(page, lab_server, notebook(lab_server, "panel_timeline.ipynb", gate, SPIN_MAP))
+    run_cell(page, 2)
+    assert wait_cell_idle(page, 2), cell_output_text(page, 2)
+    pool = card(open_panel(page), "pool")
+    expect(count(pool, "live")).to_have_text("2", timeout=UPDATE_MS)
+    toggle = pool.get_by_role("button", name="Timeline of pool pool", exact=True)
+    image = pool.locator("img.jp-FiberPanel-timeline")
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(image).to_be_hidden()
+
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    expect(image).to_be_visible(timeout=UPDATE_MS)
+    expect(image).to_have_attribute("alt", "Timeline of pool pool")
+    image.evaluate("(image) => image.decode()")  # rejects unless the SVG is a valid picture
+    src = image.get_attribute("src")
+    assert src.startswith(SVG_URL), src[:80]
+    svg = unquote(src[len(SVG_URL):])
+    assert svg.startswith("<svg"), svg[:80]
+    assert len(DONE_BAR.findall(svg)) == 4, svg  # one bar per batch of the map
+
+    # While open it follows the pool: the second map's batches join the picture.
+    run_cell(page, 2)
+    assert wait_cell_idle(page, 2), cell_output_text(page, 2)
+    selector = f'{PANEL} .jp-FiberPanel-pool[data-pool="pool"] img.jp-FiberPanel-timeline'
+    page.wait_for_function(f"(selector) => ({DONE_BARS_JS})(selector) === 8", arg=selector,
+                           timeout=UPDATE_MS)
+    page.screenshot(path=str(ARTIFACTS / "side_panel_timeline.png"), full_page=True)
+
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(image).to_be_hidden()
 
 
 SIZING = "print('sizing', pool.status().adapt, pool.status().target)"

@@ -81,6 +81,8 @@ class TestCommands:
         assert (reply["event"], reply["pool"]) == ("timeline", "es")
         bars = ElementTree.fromstring(reply["svg"]).findall(f"{SVG}rect")
         assert [bar.get("data-outcome") for bar in bars] == ["done"] * 4
+        narrow = control.answer({"cmd": "timeline", "pool": "es", "width": 320})["svg"]
+        assert ElementTree.fromstring(narrow).get("width") == "320"
 
     @pytest.mark.parametrize("command, message", [
         ({"cmd": "reboot"}, "unknown command {'cmd': 'reboot'}: "
@@ -105,6 +107,10 @@ class TestCommands:
         ({"cmd": "adapt", "pool": "nosuch", "min": 1, "max": 4},
          "no pool named 'nosuch' (this kernel's pools: "),
         ({"cmd": "timeline", "pool": "nosuch"}, "no pool named 'nosuch' (this kernel's pools: "),
+        ({"cmd": "timeline", "pool": "es", "width": 50},
+         "timeline width must be a whole number of pixels from 200 to 4000; got 50"),
+        ({"cmd": "timeline", "pool": "es", "width": "wide"},
+         "timeline width must be a whole number of pixels from 200 to 4000; got 'wide'"),
     ])
     def test_bad_commands_get_an_error_that_names_what_was_wrong(self, registry, control,
                                                                   command, message):

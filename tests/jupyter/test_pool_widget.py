@@ -225,3 +225,13 @@ def test_the_timeline_toggle_draws_the_recent_batches_while_it_is_on(widget_of, 
              what="the picture redrawn with the next map")
     widget.timeline_toggle.value = False
     wait_for(lambda: widget.timeline.value == "", what="the picture gone")
+
+
+def test_the_usage_line_follows_the_heartbeats_of_an_idle_pool(widget_of, make_pool):
+    pool = make_pool(2, name="widget-usage", progress=False)
+    widget = widget_of(pool)
+    # The CPU share needs two heartbeats of each worker, which come with no event at all.
+    wait_for(lambda: pool.workers() and all(w.cpu_percent is not None for w in pool.workers()),
+             what="both workers' CPU share")
+    wait_for(lambda: widget.usage.value.startswith("cpu ") and "(2 workers)" in widget.usage.value,
+             what="the widget's usage line with the CPU share")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from fiber_jupyter import WorkerInfo
-from fiber_jupyter.jupyter.usage_text import (UsageSummary, format_bytes, range_text, summarize,
+from fiber_jupyter.jupyter.usage_text import (UsageSummary, format_bytes, heaviest_text,
+                                              range_text, summarize,
                                               usage_text)
 
 
@@ -34,3 +35,9 @@ def test_before_any_worker_reported_there_is_nothing_to_add_up():
 def test_a_run_without_reports_has_no_usage_words():
     assert range_text([worker(0), worker(1)]) == ""
     assert range_text([worker(0, 12.0, 2048)]) == "cpu 12 % \u00b7 memory 2.0 KiB"
+
+
+def test_until_the_cpu_share_is_known_only_memory_is_named():
+    summary = summarize([worker(0, None, 2048), worker(1, None, 1024)])
+    assert usage_text(summary) == "memory 3.0 KiB (2 workers)"
+    assert heaviest_text(summary.heaviest) == "most memory: w0, 2.0 KiB"

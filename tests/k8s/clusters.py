@@ -120,6 +120,10 @@ class Gate:
 
     def close(self) -> None:
         self.open()
+        # Closing alone does not wake a thread blocked in accept() (Linux); shutting the
+        # listening socket down does, so teardown does not wait out the join's timeout.
+        with contextlib.suppress(OSError):
+            self._server.shutdown(socket.SHUT_RDWR)
         self._server.close()
         self._thread.join(5)
 
