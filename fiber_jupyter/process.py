@@ -30,6 +30,9 @@ give, this module adds:
 - **multiprocessing's exit codes.** The target runs inside :func:`_bootstrap`,
   which turns ``SystemExit`` into its code as multiprocessing does; the return
   value is dropped on the job, never pickled.
+- **Subclasses that override run()**, multiprocessing's other idiom: the job
+  gets a copy of the object, its own attributes without the notebook-side
+  machinery (:func:`_run_on_job`), and calls its ``run()``.
 """
 
 from __future__ import annotations
@@ -37,7 +40,9 @@ from __future__ import annotations
 import enum
 import itertools
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 from typing import Any, Callable, Dict, Iterable, Mapping, NamedTuple, Optional, Union
@@ -74,7 +79,8 @@ def _bootstrap(call: bytes) -> int:
     """
     target, args, kwargs = serialization.loads(call)
     try:
-        target(*args, **kwargs)
+        if target is not None:
+            target(*args, **kwargs)
     except SystemExit as exc:
         if exc.code is None:
             return 0
@@ -83,6 +89,24 @@ def _bootstrap(call: bytes) -> int:
         sys.stderr.write(f"{exc.code}\n")  # as multiprocessing does
         return 1
     return 0
+
+
+# What a Process holds in the notebook only: a copy sent to run() on its job leaves them out.
+_NOTEBOOK_SIDE = frozenset({
+    "_exit_recorder", "_lock", "_state", "_stopped", "_pool", "_submitted", "_terminated",
+    "_worker_id", "_pid", "_host", "_losses", "_returned", "_error", "_ending"})
+
+
+def _run_on_job(cls: type, attributes: Dict[str, Any]) -> None:
+    """On the job: rebuild the Process subclass's object from its attributes and run it.
+
+    There, as in a multiprocessing child, the object is alive and its ``pid``
+    is the job's.
+    """
+    process = cls.__new__(cls)
+    process.__dict__.update(attributes, _state=_State.STARTED, _ending=None,
+                            _pid=os.getpid(), _host=socket.gethostname())
+    process.run()
 
 
 class _ExitRecorder:
@@ -152,7 +176,10 @@ class Process:
     """A job-backed process: ``target(*args, **kwargs)`` runs once, in a local process or a pod.
 
     As :class:`multiprocessing.Process`: ``start``, ``join(timeout)``,
-    ``is_alive``, ``terminate``, ``kill``, ``exitcode``, ``pid``, ``name``. And:
+    ``is_alive``, ``terminate``, ``kill``, ``exitcode``, ``pid``, ``name``,
+    and ``run()``, which a subclass may override instead of giving a target:
+    the job runs ``run()`` on a copy of the object's attributes (which must
+    pickle, as arguments must). And:
 
     - ``backend``: where the job runs: ``"local"`` (default), ``"kubernetes"``,
       or a configured backend such as ``Kubernetes(image=...)``.
@@ -175,9 +202,9 @@ class Process:
                  backend: Union[None, str, BackendFactory] = None) -> None:
         if group is not None:
             raise ValueError(f"group must be None, as in multiprocessing; got {group!r}")
-        if not callable(target):
-            raise TypeError(f"target must be callable, got {target!r}")
-        self.name = name or f"Process-{next(_process_numbers)}"
+        if target is not None and not callable(target):
+            raise TypeError(f"target must be callable or None, got {target!r}")
+        self.name = name or f"{type(self).__name__}-{next(_process_numbers)}"
         self._target = target
         # Kept for the process's life: queues and pipes among them stay open while it runs.
         self._args = tuple(args)
@@ -203,6 +230,11 @@ class Process:
     @property
     def pid(self) -> Optional[int]:
         return self._pid
+
+    def run(self) -> None:
+        """What the job runs: the target with its arguments. Override it in a subclass."""
+        if self._target is not None:
+            self._target(*self._args, **self._kwargs)
 
     @property
     def exitcode(self) -> Optional[int]:
@@ -285,11 +317,17 @@ class Process:
     # Internals -------------------------------------------------------------------
 
     def _pickled_call(self) -> bytes:
+        if type(self).run is Process.run:
+            call, what = (self._target, self._args, self._kwargs), "its target or arguments"
+        else:
+            attributes = {name: value for name, value in vars(self).items()
+                          if name not in _NOTEBOOK_SIDE}
+            call, what = (_run_on_job, (type(self), attributes), {}), "its class or attributes"
         try:
-            return serialization.dumps_inline((self._target, self._args, self._kwargs))
+            return serialization.dumps_inline(call)
         except Exception as exc:
-            raise TypeError(f"cannot start {self.name}: its target or arguments cannot be "
-                            f"pickled ({type(exc).__name__}: {exc})") from exc
+            raise TypeError(f"cannot start {self.name}: {what} cannot be pickled "
+                            f"({type(exc).__name__}: {exc})") from exc
 
     def _started_pool(self, action: str) -> Pool:
         if self._state is _State.INITIAL:

@@ -115,12 +115,13 @@ def process_options() -> dict:
 
 @pytest.fixture
 def start(process_options):
-    """Start a Process of ``target(*args)``; every one is terminated at the end of the test."""
+    """Start a Process of ``target(*args)``, or a Process given as it is (a subclass's);
+    every one is terminated at the end of the test."""
     started: List[fiber_jupyter.Process] = []
 
     def start_process(target, *args, **options) -> fiber_jupyter.Process:
-        process = fiber_jupyter.Process(target=target, args=args,
-                                        **{**process_options, **options})
+        process = target if isinstance(target, fiber_jupyter.Process) else \
+            fiber_jupyter.Process(target=target, args=args, **{**process_options, **options})
         process.start()
         started.append(process)
         return process

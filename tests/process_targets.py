@@ -11,6 +11,8 @@ import signal
 import sys
 import time
 
+from fiber_jupyter import Process
+
 
 def report_pid(results):
     results.put(os.getpid())
@@ -96,3 +98,20 @@ def put_then_exit(results, value):
     """Put ``value``, then end the job at once, without any clean-up."""
     results.put(value)
     os._exit(0)
+
+
+class Reporter(Process):
+    """Overrides run(), as multiprocessing's other idiom does, with attributes of its own."""
+
+    def __init__(self, results, greeting):
+        super().__init__(name="reporter")
+        self.results = results
+        self.greeting = greeting
+
+    def run(self):
+        self.results.put((self.greeting, self.name, self.pid, os.getpid(), self.is_alive()))
+
+
+class FailingRun(Process):
+    def run(self):
+        raise ValueError("run failed")

@@ -25,6 +25,7 @@ import gc
 import json
 import os
 import pickle
+import re
 import signal
 import socket
 import subprocess
@@ -40,6 +41,7 @@ import pytest
 import fiber_jupyter
 from fiber_jupyter import Process, ProcessStateError, RemoteTraceback, SimpleQueue
 from fiber_jupyter.backends import local
+from fiber_jupyter.process import _NOTEBOOK_SIDE
 
 from . import process_targets as targets
 from .conftest import by_value, is_pid_alive, wait_for, worker_pids
@@ -168,10 +170,61 @@ class TestOneRun:
         assert process.exitcode == 0
 
 
+class TestSubclasses:
+    """multiprocessing's other idiom: a subclass overrides run()."""
+
+    def test_the_job_runs_run_on_a_copy_that_has_the_objects_attributes(self, start):
+        results = SimpleQueue()
+        process = start(targets.Reporter(results, "hello"))
+        greeting, name, pid_seen, job_pid, alive = results.get(timeout=JOIN)
+        process.join(JOIN)
+        assert (greeting, name, alive) == ("hello", "reporter", True)
+        assert pid_seen == job_pid == process.pid != os.getpid()
+        assert (process.exitcode, process.exit_reason) == (0, "returned")
+
+    def test_a_run_that_raises_exits_1_keeping_its_exception(self, start):
+        process = start(targets.FailingRun())
+        process.join(JOIN)
+        assert (process.exitcode, process.exit_reason) == (1, "raised ValueError: run failed")
+        assert isinstance(process.exception, ValueError)
+
+    def test_a_subclass_defined_in_the_notebook_travels_by_value(self, start):
+        results = SimpleQueue()
+        source = ("class Squarer(Process):\n"
+                  "    def __init__(self, results, x):\n"
+                  "        super().__init__()\n"
+                  "        self.results, self.x = results, x\n"
+                  "    def run(self):\n"
+                  "        self.results.put(self.x * self.x)\n")
+        squarer = by_value(source, "Squarer", Process=Process)
+        process = start(squarer(results, 12))
+        assert re.fullmatch(r"Squarer-\d+", process.name)  # named as multiprocessing names it
+        assert results.get(timeout=JOIN) == 144
+        process.join(JOIN)
+        assert process.exitcode == 0
+
+    def test_without_a_target_or_a_run_of_its_own_it_runs_nothing_and_exits_0(self, start):
+        process = start(Process())
+        process.join(JOIN)
+        assert (process.exitcode, process.exit_reason) == (0, "returned")
+
+    def test_the_copy_for_the_job_leaves_out_exactly_the_notebook_side_machinery(self):
+        # A new attribute of Process must say which side it belongs to.
+        assert set(vars(Process())) - _NOTEBOOK_SIDE == {"name", "_target", "_args", "_kwargs"}
+
+    def test_attributes_that_cannot_be_pickled_fail_start_naming_them(self):
+        process = targets.Reporter(threading.Lock(), "hello")
+        with pytest.raises(TypeError, match=(
+                r"cannot start reporter: its class or attributes cannot be pickled "
+                r"\(TypeError: cannot pickle '_thread.lock' object\)")):
+            process.start()
+        assert not process.is_alive() and worker_pids() == []
+
+
 class TestBadInput:
-    @pytest.mark.parametrize("target", [42, None, "print"])
+    @pytest.mark.parametrize("target", [42, "print"])
     def test_a_target_that_is_not_callable_is_a_type_error_naming_it(self, target):
-        with pytest.raises(TypeError, match=f"target must be callable, got {target!r}"):
+        with pytest.raises(TypeError, match=f"target must be callable or None, got {target!r}"):
             Process(target=target)
 
     def test_arguments_that_cannot_be_pickled_fail_start_without_launching_a_job(self):
