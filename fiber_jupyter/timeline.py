@@ -24,6 +24,7 @@ from .events import PoolEvent, Scaled, TaskSpeculated, WorkerLost
 
 MAX_SPANS = 20_000
 MAX_MARKS = 2_000
+WIDTH = 900  # pixels: a notebook's output area
 # Bar colours by call, cycling; lost work is always red.
 _CALL_COLOURS = ("#4c78a8", "#59a14f", "#9c755f", "#76b7b2", "#edc948", "#b07aa1")
 _LOST = "#e15759"
@@ -135,7 +136,7 @@ class Timeline:
     def _repr_svg_(self) -> str:
         return self.to_svg()
 
-    def to_svg(self, width: int = 900, row_height: int = 16) -> str:
+    def to_svg(self, width: int = WIDTH, row_height: int = 16) -> str:
         """The picture: a row per worker, time left to right."""
         rows = self.workers()
         if not self.spans:

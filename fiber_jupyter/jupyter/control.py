@@ -51,6 +51,7 @@ from ..events import PoolEvent
 from ..pool import Pool
 from ..progress import counts_text
 from ..status import PoolState, WorkerInfo
+from ..timeline import WIDTH
 from .live import LiveComms
 from .pool_feed import PoolFeed
 from .pool_widget import TIMELINE_SPANS, state_runs
@@ -63,7 +64,7 @@ TARGET = "fiber_jupyter.control"
 COMMANDS = ("status", "scale", "adapt", "timeline", "shutdown")
 PUSH_INTERVAL = 0.25
 PUSH_PERIOD = 1.0
-TIMELINE_WIDTHS = range(200, 4001)  # pixels; the default is the notebook's, 900
+TIMELINE_WIDTHS = range(200, 4001)  # pixels
 
 
 def find_pool(name: Any) -> Pool:
@@ -183,7 +184,7 @@ class ControlTarget:
             if data["cmd"] == "timeline":
                 timeline = pool.timeline().latest(TIMELINE_SPANS)
                 return {"event": "timeline", "pool": pool.name,
-                        "svg": timeline.to_svg(width=int(data.get("width", 900)))}
+                        "svg": timeline.to_svg(width=int(data.get("width", WIDTH)))}
         except FiberError as exc:
             return error(str(exc))
         pool.terminate()

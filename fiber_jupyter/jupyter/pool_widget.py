@@ -22,10 +22,10 @@ Threads, and who writes what:
   REFRESH_INTERVAL seconds however many events arrive, so a pool finishing
   thousands of tasks a second sends a few small updates a second, and at
   least every USAGE_PERIOD seconds, for the workers' CPU and memory, which
-  change with their heartbeats, without events. The
-  timeline, a bigger picture, has its own, at most every TIMELINE_INTERVAL
-  seconds and only while its toggle is on; it shows the last TIMELINE_SPANS
-  batches.
+  change with their heartbeats, without events.
+- The timeline, a bigger picture, has a refresher of its own: at most every
+  TIMELINE_INTERVAL seconds, only while its toggle is on, and of the last
+  TIMELINE_SPANS batches only.
 
 The grid is one character per worker, coloured by state, with runs of equal
 state merged into one element: 2,048 workers in a few long runs are a few
