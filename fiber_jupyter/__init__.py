@@ -7,22 +7,48 @@ works, and are replaced when they crash, without losing or repeating a result.
 that run as local processes or pods.
 """
 
+import importlib
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, List
 
-from .errors import (BrokenPoolError, FiberError, InitializerError, PoolSizeError,
-                     PoolStateError, PoolTerminatedError, RemoteError, RemoteTraceback,
-                     ResultEncodingError, TaskCancelled, TimeoutError, WorkerLostError)
-from .events import (CallStarted, EventStream, PoolClosed, PoolEvent, Progress, Scaled, TaskRetried,
-                     TaskSpeculated, TasksFailed, WorkerLost, WorkerReady, WorkerStarting,
-                     WorkerStopped, WorkerWaiting)
-from .backends.kubernetes import KubernetesConfigError
-from .channels import ChannelError
-from .pool import Pool
-from .process import Process, ProcessStateError
-from .queues import Connection, Pipe, SimpleQueue
-from .results import AsyncResult, IMapIterator
-from .status import PoolStatus, WorkerInfo, WorkerOutput
+# Each public name and the module it comes from, imported on first use: a worker
+# (``python -m fiber_jupyter.worker``) then imports what it runs, not the pool's
+# machinery, and starts faster.
+_EXPORTS = {
+    **dict.fromkeys(("BrokenPoolError", "FiberError", "InitializerError", "PoolSizeError",
+                     "PoolStateError", "PoolTerminatedError", "RemoteError", "RemoteTraceback",
+                     "ResultEncodingError", "TaskCancelled", "TimeoutError", "WorkerLostError"),
+                    ".errors"),
+    **dict.fromkeys(("CallStarted", "EventStream", "PoolClosed", "PoolEvent", "Progress",
+                     "Scaled", "TaskRetried", "TaskSpeculated", "TasksFailed", "WorkerLost",
+                     "WorkerReady", "WorkerStarting", "WorkerStopped", "WorkerWaiting"),
+                    ".events"),
+    "KubernetesConfigError": ".backends.kubernetes",
+    "ChannelError": ".channels",
+    "Pool": ".pool",
+    "Process": ".process",
+    "ProcessStateError": ".process",
+    **dict.fromkeys(("Connection", "Pipe", "SimpleQueue"), ".queues"),
+    **dict.fromkeys(("AsyncResult", "IMapIterator"), ".results"),
+    **dict.fromkeys(("PoolStatus", "WorkerInfo", "WorkerOutput"), ".status"),
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    """``fiber_jupyter.Pool`` and the other public names, imported when first asked for."""
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> List[str]:
+    return sorted({*globals(), *_EXPORTS})
+
 
 if TYPE_CHECKING:  # only for the extension hooks' annotations: IPython stays unimported
     from IPython.core.interactiveshell import InteractiveShell
@@ -33,17 +59,6 @@ __version__ = "0.1.0"
 # set-up, or through the progress displays; never through Python's last-resort
 # handler, which would print them on stderr, in the middle of a notebook's output.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
-
-__all__ = [
-    "AsyncResult", "BrokenPoolError", "CallStarted", "ChannelError", "Connection", "EventStream",
-    "FiberError", "IMapIterator", "InitializerError", "KubernetesConfigError", "Pipe", "Pool",
-    "PoolClosed", "PoolEvent", "PoolSizeError", "PoolStateError", "PoolStatus",
-    "PoolTerminatedError", "Process", "ProcessStateError", "Progress", "RemoteError",
-    "RemoteTraceback", "ResultEncodingError",
-    "Scaled", "SimpleQueue", "TaskCancelled", "TaskRetried", "TaskSpeculated", "TasksFailed",
-    "TimeoutError", "WorkerLost", "WorkerLostError", "WorkerReady", "WorkerStarting",
-    "WorkerInfo", "WorkerOutput", "WorkerStopped", "WorkerWaiting",
-]
 
 
 def _jupyter_labextension_paths() -> list:

@@ -27,13 +27,13 @@ import logging
 import os
 import signal
 import socket
+import struct
 import sys
 import threading
 import time
 from typing import Any, Dict, List, Optional, Set
 
 import zmq
-import zmq.utils.monitor
 
 from . import namespace, outcomes, protocol, security, serialization, usage
 from .outcomes import TaskFailure
@@ -194,11 +194,15 @@ class MasterLink:
 
     def update(self) -> None:
         while self.events.poll(0):
-            event = zmq.utils.monitor.recv_monitor_message(self.events)["event"]
-            if event == zmq.EVENT_HANDSHAKE_SUCCEEDED:
+            if monitor_event(self.events.recv_multipart()) == zmq.EVENT_HANDSHAKE_SUCCEEDED:
                 self._down_since = None
             elif self._down_since is None:
                 self._down_since = time.monotonic()
+
+    @property
+    def connected(self) -> bool:
+        """As of the last update: the handshake succeeded and no disconnect came since."""
+        return self._down_since is None
 
     def lost_for_good(self) -> bool:
         return (self._timeout is not None and self._down_since is not None
@@ -207,6 +211,15 @@ class MasterLink:
     def close(self) -> None:
         self._dealer.disable_monitor()
         self.events.close(linger=0)
+
+
+def monitor_event(message: List[bytes]) -> int:
+    """The event of a socket monitor's message: its first frame starts with a 16-bit id.
+
+    Read here rather than with ``zmq.utils.monitor``, which imports asyncio:
+    a third of a worker's start-up.
+    """
+    return struct.unpack_from("=H", message[0])[0]
 
 
 class TaskRunner:

@@ -12,6 +12,7 @@ import pytest
 import zmq
 
 from fiber_jupyter import protocol, security
+from fiber_jupyter.worker import MasterLink
 from tests.conftest import wait_for
 
 
@@ -95,3 +96,24 @@ def test_a_worker_that_is_pid_1_of_its_container_exits_on_sigterm(master):
     finally:
         launcher.kill()
         launcher.wait()
+
+
+def test_a_worker_without_a_pipe_knows_when_its_master_went_away():
+    """MasterLink reads the socket monitor: up after the handshake, lost once down too long."""
+    context = zmq.Context()
+    master = context.socket(zmq.ROUTER)
+    port = master.bind_to_random_port("tcp://127.0.0.1")
+    dealer = context.socket(zmq.DEALER)
+    link = MasterLink(dealer, heartbeat_interval=0.1, timeout=0.2)
+    try:
+        dealer.connect(f"tcp://127.0.0.1:{port}")
+        wait_for(lambda: (link.update(), link.connected)[1], what="the handshake")
+        assert not link.lost_for_good()
+        master.close(linger=0)
+        wait_for(lambda: (link.update(), link.lost_for_good())[1], timeout=30,
+                 what="the master's absence to outlast the timeout")
+    finally:
+        link.close()
+        dealer.close(linger=0)
+        master.close(linger=0)
+        context.term()
