@@ -2,7 +2,9 @@
 
 import threading
 
-import fiber_jupyter
+# The names, not just the package (whose names load on first use): the import the report
+# times is then the whole of what a pool needs, as for every other framework.
+from fiber_jupyter import Pool, Scaled
 
 from bench.frameworks import PoolHandle
 
@@ -23,7 +25,7 @@ class FiberHandle(PoolHandle):
         ready = threading.Event()
 
         def on_event(event):
-            if isinstance(event, fiber_jupyter.Scaled) and event.live >= event.target:
+            if isinstance(event, Scaled) and event.live >= event.target:
                 ready.set()
 
         self.pool.events.subscribe(on_event)
@@ -38,4 +40,4 @@ class FiberHandle(PoolHandle):
 
 def start(n):
     """Start an n-worker fiber_jupyter pool."""
-    return FiberHandle(fiber_jupyter.Pool(n))
+    return FiberHandle(Pool(n))
