@@ -7,17 +7,17 @@ break: growing late wastes the user's time, shrinking early wastes the start
 of the workers the next cell needs. The gap between the two is the hysteresis
 that keeps the size from flapping at the end of every map.
 
-Work is measured in seconds: outstanding tasks times the seconds a task takes
-(measured by the pool; before any task of a call has finished, the time the
-call has been running divided by the size of its largest running batch,
-which its tasks have taken at least, so a call of long tasks grows the pool
-more the longer it runs). Until some batch of a call runs, its tasks count no
-seconds: with every worker still starting (pods pending), an adaptive pool
-asks for no more than its minimum, rather than guess at tasks it knows
-nothing about. So a
-thousand 1 ms tasks do not start a thousand workers, while a hundred tasks of
-a minute each soon get a hundred. Workers still starting count toward the
-target, so a slow scheduler (pods pending) never leads to more requests.
+Work is measured in seconds: outstanding tasks times the seconds a task takes.
+The pool measures that; before any task of a call has finished, the time the
+call has been running divided by the size of its largest running batch
+stands in (its tasks have taken at least that), so a call of long tasks grows
+the pool more the longer it runs. So a thousand 1 ms tasks do not start a
+thousand workers, while a hundred tasks of a minute each soon get a hundred.
+Until some batch of a call runs, its tasks count no seconds: with every worker
+still starting (pods pending), an adaptive pool asks for its minimum only,
+rather than guess at tasks it knows nothing about. Workers still starting
+count toward the target, so a slow scheduler (pods pending) never leads to
+more requests.
 
 Pure logic, driven by the scheduler's thread; no clock or I/O of its own.
 """
