@@ -12,6 +12,7 @@ alike::
                                   "workers": [["busy", 6], ["idle", 2]],
                                   "usage": {"cpu_percent": 187.0, "memory_bytes": 432013312,
                                             "reporting": 8, "text": "cpu 187 % · memory …",
+                                            "by_state": {"busy": "cpu 95–99 % · memory …"},
                                             "heaviest": {"worker_id": "w3", ..., "text": …}
                                                         or None before any worker reported},
                                   "call": {"label": "map(fitness)", "done": 450, ...} or None,
@@ -39,6 +40,7 @@ the user's authenticated front end. The comms are routed like the widgets'
 
 from __future__ import annotations
 
+import collections
 import logging
 import numbers
 import threading
@@ -54,9 +56,9 @@ from ..status import PoolState, WorkerInfo
 from ..timeline import WIDTH
 from .live import LiveComms
 from .pool_feed import PoolFeed
-from .pool_widget import TIMELINE_SPANS, state_runs
+from .pool_widget import TIMELINE_SPANS, grid_state, state_runs
 from .throttle import Throttle
-from .usage_text import heaviest_text, summarize, usage_text
+from .usage_text import heaviest_text, range_text, summarize, usage_text
 
 log = logging.getLogger(__name__)
 
@@ -83,11 +85,17 @@ def visible_pools() -> List[Pool]:
 
 
 def usage_view(workers: List[WorkerInfo]) -> Dict[str, Any]:
-    """Totals and the heaviest worker, in numbers and in the words the pool widget uses."""
+    """Totals and the heaviest worker, in numbers and in the words the pool widget uses,
+    and each worker state's range (``by_state``), for the hover text of the worker bar."""
     summary = summarize(workers)
     heaviest = summary.heaviest
+    by_state: Dict[str, List[WorkerInfo]] = collections.defaultdict(list)
+    for worker in workers:
+        by_state[grid_state(worker)].append(worker)
+    ranges = {state: range_text(members) for state, members in by_state.items()}
     return {"cpu_percent": summary.cpu_percent, "memory_bytes": summary.memory_bytes,
             "reporting": summary.reporting, "text": usage_text(summary),
+            "by_state": {state: text for state, text in ranges.items() if text},
             "heaviest": None if heaviest is None else {
                 "worker_id": heaviest.worker_id, "cpu_percent": heaviest.cpu_percent,
                 "memory_bytes": heaviest.memory_bytes, "text": heaviest_text(heaviest)}}

@@ -70,7 +70,7 @@ export class PoolCard {
     this.backend.textContent = pool.backend;
     this.state.textContent = pool.state;
     this.countNodes.forEach((node, key) => (node.textContent = String(pool[key])));
-    this.showWorkers(pool.workers);
+    this.showWorkers(pool.workers, pool.usage.by_state);
     this.usage.update(pool.usage);
     this.showCall(pool.call);
     this.showLog(pool.log);
@@ -196,18 +196,33 @@ export class PoolCard {
     }
   }
 
-  /** One segment per state, sized by flex-grow, so 5000 workers cost 5 nodes. */
-  private showWorkers(workers: WorkerRun[]): void {
+  /**
+   * One segment per state, sized by flex-grow, so 5000 workers cost 5 nodes.
+   * Hovering one tells its workers' CPU and memory range (`usage`, by state),
+   * updated in place so an open tooltip stays.
+   */
+  private showWorkers(workers: WorkerRun[], usage: Record<string, string>): void {
     const totals = new Map<string, number>(WORKER_STATES.map(state => [state, 0]));
     for (const [state, count] of workers) {
       totals.set(state, (totals.get(state) ?? 0) + count);
     }
     const present = [...totals].filter(([, count]) => count > 0);
     const key = JSON.stringify(present);
-    if (key === this.workersKey) {
-      return;
+    if (key !== this.workersKey) {
+      this.workersKey = key;
+      this.showWorkerCounts(present);
     }
-    this.workersKey = key;
+    for (const segment of this.bar.querySelectorAll<HTMLElement>('.jp-FiberPanel-segment')) {
+      const state = segment.dataset.workerState ?? '';
+      const counted = `${totals.get(state)} ${state}`;
+      const title = usage[state] ? `${counted} · ${usage[state]}` : counted;
+      if (segment.title !== title) {
+        segment.title = title;
+      }
+    }
+  }
+
+  private showWorkerCounts(present: [string, number][]): void {
     const summary = present.map(([state, count]) => `${count} ${state}`).join(', ');
     this.bar.setAttribute('aria-label', `Workers: ${summary || 'none'}`);
     this.bar.replaceChildren(
@@ -215,7 +230,6 @@ export class PoolCard {
         const segment = el('span', 'jp-FiberPanel-segment');
         segment.dataset.workerState = state;
         segment.style.flexGrow = String(count);
-        segment.title = `${count} ${state}`;
         return segment;
       })
     );

@@ -41,6 +41,8 @@ export interface IUsage {
   reporting: number;
   text: string;
   heaviest: IHeaviest | null;
+  /** Per worker state, its workers' range, e.g. {busy: "cpu 95–99 % · memory 80–96 MiB"}. */
+  by_state: Record<string, string>;
 }
 
 export interface IPool {

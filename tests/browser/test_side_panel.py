@@ -128,6 +128,10 @@ def test_the_panel_shows_what_the_workers_use_and_names_the_heaviest(page, lab_s
     worker = heaviest.get_attribute("data-worker-id")
     assert worker in workers, (worker, workers)
     expect(heaviest).to_contain_text(f"most memory: {worker},")
+    # Hovering the bar's idle segment tells the range of those workers' memory.
+    idle = pool.locator('.jp-FiberPanel-segment[data-worker-state="idle"]')
+    expect(idle).to_have_attribute("title", re.compile(r"^2 idle \u00b7 .*memory \d"),
+                                   timeout=UPDATE_MS)
     page.screenshot(path=str(ARTIFACTS / "side_panel_usage.png"), full_page=True)
 
 

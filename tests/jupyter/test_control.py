@@ -156,6 +156,8 @@ class TestPoolView:
         assert heaviest["memory_bytes"] == max(worker.memory_bytes for worker in workers)
         assert usage["memory_bytes"] == sum(worker.memory_bytes for worker in workers) > 0
         assert usage["text"].endswith("(2 workers)") and heaviest["worker_id"] in heaviest["text"]
+        assert usage["by_state"]["idle"].startswith(("cpu ", "memory "))
+        assert "memory" in usage["by_state"]["idle"]
 
 
 # In a real kernel ----------------------------------------------------------------
