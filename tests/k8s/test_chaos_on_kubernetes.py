@@ -231,7 +231,9 @@ def _footprint(cluster: Cluster) -> Dict[str, int]:
             "watches": api.open_watches(),
             "threads": len(threads),
             "fds": me.num_fds() - len(_server_ends(cluster)),
-            "processes": len(me.children(recursive=True))}
+            # Pods' processes, not every child: a session's JupyterLab server and its
+            # browser start and end helper processes of their own meanwhile.
+            "processes": len(worker_pids())}
 
 
 def _server_ends(cluster: Cluster) -> List[Any]:
